@@ -1,0 +1,41 @@
+# upkit - see README.md. `make test` is the command CI runs.
+GO        ?= go
+FUZZTIME  ?= 5s
+FUZZLONG  ?= 10m
+
+.PHONY: all build install test vet race fuzz-smoke fuzz bench bench-delta docs fmt
+
+all: build
+
+build:
+	$(GO) build ./...
+
+install:
+	$(GO) install ./cmd/upkit
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+race:
+	$(GO) test -race -timeout 30m ./...
+
+fuzz-smoke:
+	scripts/fuzz-smoke.sh $(FUZZTIME)
+
+# The test command of README.md and CI.
+test: vet race fuzz-smoke
+
+# Each fuzz target for FUZZLONG (default 10m).
+fuzz:
+	scripts/fuzz-smoke.sh $(FUZZLONG)
+
+bench:
+	bench/run.sh
+
+bench-delta:
+	bench/delta.sh

@@ -1,0 +1,338 @@
+// Package signing holds the release side of upkit's keys: generating key
+// pairs, reading and writing encrypted key files, and loading signers from a
+// key reference (a key file or a KMS URI). It adapts them all to *Signer,
+// which satisfies the small Signer interfaces that imagepkg and manifest
+// declare (KeyID + Sign), so the format packages never import sigstore.
+//
+// Key files are interchangeable with cosign's: the private key is PKCS#8,
+// encrypted with sigstore's cryptoutils (scrypt + secretbox, PEM type
+// "ENCRYPTED SIGSTORE PRIVATE KEY"), and the public key is a PKIX "PUBLIC KEY"
+// PEM block.
+package signing
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/sigstore/pkg/signature/kms"
+	"github.com/sigstore/sigstore/pkg/signature/options"
+
+	"github.com/upkit/upkit/internal/pubkey"
+)
+
+// Algorithms accepted by Generate.
+const (
+	AlgorithmECDSAP256 = pubkey.ECDSAP256
+	AlgorithmEd25519   = pubkey.Ed25519
+)
+
+// MaxKeyFileSize bounds key files read from disk.
+const MaxKeyFileSize = 64 << 10
+
+var (
+	// ErrAlgorithm is returned for an algorithm name upkit does not support.
+	ErrAlgorithm = errors.New("signing: unsupported algorithm (want ecdsa-p256 or ed25519)")
+	// ErrPassword is returned when a key file cannot be decrypted with the password given.
+	ErrPassword = errors.New("signing: wrong password or corrupt encrypted key")
+	// ErrKeyFile is returned for a key file that is not a private key upkit can use.
+	ErrKeyFile = errors.New("signing: not a usable private key file")
+	// ErrExists is returned when key generation would overwrite a file.
+	ErrExists = errors.New("signing: refusing to overwrite an existing key file")
+	// ErrKeyRef is returned for a key reference that names no file and no known KMS scheme.
+	ErrKeyRef = errors.New("signing: unusable key reference")
+)
+
+// PassFunc returns the password for a key file; confirm asks for it twice
+// when a human types it. It is sigstore's cryptoutils.PassFunc.
+type PassFunc = cryptoutils.PassFunc
+
+// Signer signs with a private key held in a file, a KMS or a token. It
+// satisfies imagepkg.Signer and manifest.Signer.
+type Signer struct {
+	key *pubkey.Key
+	sv  signature.Signer
+}
+
+// KeyID returns the lowercase hex sha256 of the signer's DER SubjectPublicKeyInfo.
+func (s *Signer) KeyID() string { return s.key.ID }
+
+// Public returns the signer's public key.
+func (s *Signer) Public() *pubkey.Key { return s.key }
+
+// Sign signs message: Ed25519 over the bytes, ECDSA P-256 over their SHA-256
+// (ASN.1 DER signature). The signature is checked against the public key
+// before it is returned, so a faulty KMS or token never yields a bad package.
+func (s *Signer) Sign(ctx context.Context, message []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sig, err := s.sv.SignMessage(bytes.NewReader(message), signOptions(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("signing: signing with key %s: %w", short(s.key.ID), err)
+	}
+	if err := s.key.Verify(message, sig); err != nil {
+		return nil, fmt.Errorf("signing: key %s produced a signature that does not verify: %w", short(s.key.ID), err)
+	}
+	return sig, nil
+}
+
+// NewSigner adapts a sigstore signature.Signer (a loaded key, a KMS signer)
+// whose public key is ECDSA P-256 or Ed25519.
+func NewSigner(sv signature.Signer) (*Signer, error) {
+	pub, err := sv.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("signing: reading the signer's public key: %w", err)
+	}
+	k, err := pubkey.FromPublic(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &Signer{key: k, sv: sv}, nil
+}
+
+// FromPrivateKey makes a Signer from an in-memory private key.
+func FromPrivateKey(priv crypto.PrivateKey) (*Signer, error) {
+	sv, err := signature.LoadSigner(priv, crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKeyFile, err)
+	}
+	return NewSigner(sv)
+}
+
+// Generate creates a new private key of the named algorithm.
+func Generate(algorithm string) (crypto.Signer, error) {
+	switch algorithm {
+	case AlgorithmECDSAP256, "":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case AlgorithmEd25519:
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		return priv, err
+	default:
+		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, algorithm)
+	}
+}
+
+// EncodePrivateKey returns priv as an encrypted PEM key file, the format of
+// cosign's key files. password may be empty (the key is then still wrapped,
+// with an empty password, as cosign does) but not nil.
+func EncodePrivateKey(priv crypto.PrivateKey, password []byte) ([]byte, error) {
+	if password == nil {
+		password = []byte{}
+	}
+	der, err := cryptoutils.MarshalPrivateKeyToEncryptedDER(priv, cryptoutils.StaticPasswordFunc(password))
+	if err != nil {
+		return nil, fmt.Errorf("signing: encrypting private key: %w", err)
+	}
+	return cryptoutils.PEMEncode(cryptoutils.EncryptedSigstorePrivateKeyPEMType, der), nil
+}
+
+// DecodePrivateKey parses a key file written by EncodePrivateKey or by cosign
+// (encrypted), or an unencrypted PKCS#8/SEC 1 PEM key.
+func DecodePrivateKey(data []byte, pf PassFunc) (crypto.PrivateKey, error) {
+	if len(data) > MaxKeyFileSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrKeyFile, len(data), MaxKeyFileSize)
+	}
+	if !bytes.Contains(data, []byte("-----BEGIN ")) {
+		return nil, fmt.Errorf("%w: no PEM block", ErrKeyFile)
+	}
+	if bytes.Contains(data, []byte("-----BEGIN PUBLIC KEY")) {
+		return nil, fmt.Errorf("%w: this is a public key; signing needs the private key (.key)", ErrKeyFile)
+	}
+	if pf == nil {
+		pf = cryptoutils.StaticPasswordFunc([]byte{})
+	}
+	priv, err := cryptoutils.UnmarshalPEMToPrivateKey(data, nonNil(pf))
+	if err != nil {
+		if strings.Contains(err.Error(), "decrypt") {
+			return nil, fmt.Errorf("%w: %v", ErrPassword, err)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrKeyFile, err)
+	}
+	if _, err := pubkey.AlgorithmOf(publicOf(priv)); err != nil {
+		return nil, err
+	}
+	return priv, nil
+}
+
+// nonNil makes sure an empty password reaches the decrypter as an empty,
+// non-nil slice (cryptoutils skips decryption on nil).
+func nonNil(pf PassFunc) PassFunc {
+	return func(confirm bool) ([]byte, error) {
+		pw, err := pf(confirm)
+		if err == nil && pw == nil {
+			pw = []byte{}
+		}
+		return pw, err
+	}
+}
+
+func publicOf(priv crypto.PrivateKey) crypto.PublicKey {
+	if s, ok := priv.(crypto.Signer); ok {
+		return s.Public()
+	}
+	return nil
+}
+
+// WriteKeyPair writes PREFIX.key (encrypted) and PREFIX.pub (PEM). It refuses
+// to overwrite either file, and writes each through a temporary file renamed
+// into place, so a failure never leaves half a key behind.
+func WriteKeyPair(prefix string, priv crypto.Signer, password []byte) (*pubkey.Key, error) {
+	k, err := pubkey.FromPublic(priv.Public())
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := EncodePrivateKey(priv, password)
+	if err != nil {
+		return nil, err
+	}
+	keyPath, pubPath := prefix+".key", prefix+".pub"
+	for _, p := range []string{keyPath, pubPath} {
+		if _, err := os.Lstat(p); err == nil {
+			return nil, fmt.Errorf("%w: %s", ErrExists, p)
+		}
+	}
+	if err := WriteFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := WriteFileAtomic(pubPath, k.PEM(), 0o644); err != nil {
+		os.Remove(keyPath)
+		return nil, err
+	}
+	return k, nil
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same
+// directory: write, fsync, rename, fsync the directory.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// LoadPublicKey reads a PEM public key file, or derives the public key from
+// a key reference that is not a file (a KMS URI).
+func LoadPublicKey(path string) (*pubkey.Key, error) {
+	data, err := readBounded(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := pubkey.ParsePEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("reading public key %s: %w", path, err)
+	}
+	return k, nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > MaxKeyFileSize {
+		return nil, fmt.Errorf("%w: %s is %d bytes, limit %d", ErrKeyFile, path, st.Size(), MaxKeyFileSize)
+	}
+	data := make([]byte, st.Size())
+	if _, err := f.ReadAt(data, 0); err != nil && st.Size() > 0 {
+		return nil, err
+	}
+	return data, nil
+}
+
+// IsKMSRef reports whether ref is a KMS URI (scheme://...) rather than a path.
+func IsKMSRef(ref string) bool {
+	i := strings.Index(ref, "://")
+	return i > 0 && !strings.ContainsAny(ref[:i], `/\.`)
+}
+
+// Load returns a Signer for a key reference: a private key file (decrypted
+// with pf), or a KMS URI handled by sigstore's KMS registry (the providers
+// linked into the binary; see KMSProviders).
+func Load(ctx context.Context, ref string, pf PassFunc) (*Signer, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("%w: empty", ErrKeyRef)
+	}
+	if IsKMSRef(ref) {
+		sv, err := kms.Get(ctx, ref, crypto.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v (providers in this build: %s)", ErrKeyRef, ref, err, strings.Join(KMSProviders(), ", "))
+		}
+		return NewSigner(sv)
+	}
+	data, err := readBounded(ref)
+	if err != nil {
+		return nil, fmt.Errorf("reading key %s: %w", ref, err)
+	}
+	priv, err := DecodePrivateKey(data, pf)
+	if err != nil {
+		return nil, fmt.Errorf("loading key %s: %w", ref, err)
+	}
+	return FromPrivateKey(priv)
+}
+
+// KMSProviders lists the KMS URI schemes linked into this build.
+func KMSProviders() []string {
+	p := kms.SupportedProviders()
+	if len(p) == 0 {
+		return []string{"none (only sigstore-kms-<name> plugins on PATH)"}
+	}
+	return p
+}
+
+func signOptions(ctx context.Context) []signature.SignOption {
+	return []signature.SignOption{options.WithContext(ctx)}
+}
+
+func short(id string) string {
+	if len(id) > 16 {
+		return id[:16]
+	}
+	return id
+}
