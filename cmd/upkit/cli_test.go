@@ -63,9 +63,9 @@ func TestEveryCommandHasHelpWithExample(t *testing.T) {
 
 func TestUsageErrorsExit2(t *testing.T) {
 	for _, args := range [][]string{
-		{"key", "generate"},                       // missing required flag
+		{"key", "generate"},                        // missing required flag
 		{"key", "generate", "--out", "x", "extra"}, // unexpected argument
-		{"key", "id"},                             // missing argument
+		{"key", "id"},                              // missing argument
 		{"key", "id", "--no-such-flag", "x"},
 		{"key", "generate", "--out", "x", "--algorithm", "rsa"},
 	} {
