@@ -1,6 +1,6 @@
 // Package signing holds the release side of upkit's keys: generating key
 // pairs, reading and writing encrypted key files, and loading signers from a
-// key reference (a key file or a KMS URI). It adapts them all to *Signer,
+// key reference (a key file, a PKCS#11 URI or a KMS URI). It adapts them all to *Signer,
 // which satisfies the small Signer interfaces that imagepkg and manifest
 // declare (KeyID + Sign), so the format packages never import sigstore.
 //
@@ -293,11 +293,14 @@ func IsKMSRef(ref string) bool {
 }
 
 // Load returns a Signer for a key reference: a private key file (decrypted
-// with pf), or a KMS URI handled by sigstore's KMS registry (the providers
+// with pf), a "pkcs11:" URI (RFC 7512; see LoadPKCS11), or a KMS URI handled by sigstore's KMS registry (the providers
 // linked into the binary; see KMSProviders).
 func Load(ctx context.Context, ref string, pf PassFunc) (*Signer, error) {
 	if ref == "" {
 		return nil, fmt.Errorf("%w: empty", ErrKeyRef)
+	}
+	if IsPKCS11Ref(ref) {
+		return LoadPKCS11(ctx, ref, PKCS11OptionsFromEnv())
 	}
 	if IsKMSRef(ref) {
 		sv, err := kms.Get(ctx, ref, crypto.SHA256)
