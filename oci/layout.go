@@ -1,0 +1,251 @@
+package oci
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// openLayout opens the OCI image layout at dir, creating an empty one
+// (oci-layout, index.json, blobs/) if dir has no index.json.
+func openLayout(dir string) (layout.Path, error) {
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); errors.Is(err, os.ErrNotExist) {
+		p, err := layout.Write(dir, empty.Index)
+		if err != nil {
+			return "", fmt.Errorf("oci: creating layout %s: %w", dir, err)
+		}
+		return p, nil
+	}
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		return "", fmt.Errorf("oci: opening layout %s: %w", dir, err)
+	}
+	return p, nil
+}
+
+// layoutWrite writes img's blobs into the layout and lists it in
+// index.json: under tag t.Tag (replacing what the tag named before), or
+// untagged.
+func layoutWrite(_ context.Context, t Target, img v1.Image, artifactType string) error {
+	p, err := openLayout(t.Layout)
+	if err != nil {
+		return err
+	}
+	if err := p.WriteImage(img); err != nil {
+		return fmt.Errorf("oci: writing to layout %s: %w", t.Layout, err)
+	}
+	var ann map[string]string
+	if t.Tag != "" {
+		ann = map[string]string{AnnotationRefName: t.Tag}
+	}
+	desc, err := imageDescriptor(img, artifactType, ann)
+	if err != nil {
+		return err
+	}
+	return updateLayoutIndex(t.Layout, desc, t.Tag)
+}
+
+// layoutSetTag lists desc in the layout's index.json under tag.
+func layoutSetTag(dir string, desc v1.Descriptor, tag string) error {
+	desc.Annotations = map[string]string{AnnotationRefName: tag}
+	return updateLayoutIndex(dir, desc, tag)
+}
+
+// readLayoutIndex reads and bounds the layout's index.json.
+func readLayoutIndex(dir string) (*v1.IndexManifest, error) {
+	b, err := readLimited(filepath.Join(dir, "index.json"), MaxManifestSize)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s is not an OCI image layout (no index.json)", ErrNotFound, dir)
+		}
+		return nil, err
+	}
+	var im v1.IndexManifest
+	if err := json.Unmarshal(b, &im); err != nil {
+		return nil, fmt.Errorf("oci: %s/index.json: %w", dir, err)
+	}
+	if im.SchemaVersion != 2 {
+		return nil, fmt.Errorf("oci: %s/index.json: schemaVersion %d, want 2", dir, im.SchemaVersion)
+	}
+	if len(im.Manifests) > 100*MaxLayers {
+		return nil, fmt.Errorf("%w: %s/index.json lists %d manifests", ErrTooLarge, dir, len(im.Manifests))
+	}
+	return &im, nil
+}
+
+// updateLayoutIndex adds desc to index.json: replacing the entry tagged tag,
+// or, untagged, unless an untagged entry for the same digest exists. The
+// new index.json is written to a temporary file, synced and renamed.
+func updateLayoutIndex(dir string, desc v1.Descriptor, tag string) error {
+	im, err := readLayoutIndex(dir)
+	if err != nil {
+		return err
+	}
+	kept := im.Manifests[:0]
+	for _, d := range im.Manifests {
+		name := d.Annotations[AnnotationRefName]
+		if tag != "" && name == tag {
+			continue
+		}
+		if tag == "" && name == "" && d.Digest == desc.Digest {
+			return nil // already listed
+		}
+		kept = append(kept, d)
+	}
+	im.Manifests = append(kept, desc)
+	if im.MediaType == "" {
+		im.MediaType = types.OCIImageIndex
+	}
+	b, err := json.MarshalIndent(im, "", "  ")
+	if err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(dir, "index.json"), b)
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("oci: writing %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("oci: reading %s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrTooLarge, path, limit)
+	}
+	return b, nil
+}
+
+// layoutManifest returns the manifest t names (by tag through index.json,
+// or by digest straight from blobs/) and its media type.
+func layoutManifest(t Target) ([]byte, string, error) {
+	digest, mt := t.Digest, ""
+	if digest == "" {
+		im, err := readLayoutIndex(t.Layout)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, d := range im.Manifests {
+			if d.Annotations[AnnotationRefName] == t.Tag {
+				digest, mt = d.Digest.String(), string(d.MediaType)
+			}
+		}
+		if digest == "" {
+			return nil, "", fmt.Errorf("%w: no tag %q in layout %s", ErrNotFound, t.Tag, t.Layout)
+		}
+		if err := CheckDigest(digest); err != nil {
+			return nil, "", fmt.Errorf("%s/index.json: %w", t.Layout, err)
+		}
+	}
+	b, err := readLimited(filepath.Join(t.Layout, "blobs", "sha256", digest[7:]), MaxManifestSize)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, "", fmt.Errorf("%w: manifest %s in layout %s", ErrNotFound, digest, t.Layout)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if mt == "" {
+		var m struct {
+			MediaType string `json:"mediaType"`
+		}
+		_ = json.Unmarshal(b, &m)
+		mt = m.MediaType
+	}
+	return b, mt, nil
+}
+
+// layoutTags lists the tags in the layout's index.json.
+func layoutTags(dir string) ([]string, error) {
+	im, err := readLayoutIndex(dir)
+	if err != nil {
+		return nil, err
+	}
+	var tags []string
+	for _, d := range im.Manifests {
+		if n := d.Annotations[AnnotationRefName]; n != "" {
+			tags = append(tags, n)
+		}
+	}
+	return tags, nil
+}
+
+// layoutReferrers returns the index.json entries whose manifest has the
+// given subject.
+func layoutReferrers(dir, subject string) ([]v1.Descriptor, error) {
+	im, err := readLayoutIndex(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []v1.Descriptor
+	for _, d := range im.Manifests {
+		if d.MediaType != types.OCIManifestSchema1 || d.ArtifactType != ArtifactTypeDeltas {
+			continue
+		}
+		b, _, err := layoutManifest(Target{Layout: dir, Digest: d.Digest.String()})
+		if err != nil {
+			return nil, err
+		}
+		var m struct {
+			Subject *v1.Descriptor `json:"subject"`
+		}
+		if json.Unmarshal(b, &m) == nil && m.Subject != nil && m.Subject.Digest.String() == subject {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// layoutImage returns the artifact a as a v1.Image backed by the layout.
+func layoutImage(dir string, a *Artifact) (v1.Image, error) {
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("oci: opening layout %s: %w", dir, err)
+	}
+	h, err := v1.NewHash(a.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("oci: %w", err)
+	}
+	img, err := p.Image(h)
+	if err != nil {
+		return nil, fmt.Errorf("oci: reading %s from layout %s: %w", a.Digest, dir, err)
+	}
+	return img, nil
+}
