@@ -1,0 +1,320 @@
+package delta
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// chunkSize is the size of Apply's fixed buffers (hashing old, reading the
+// decompressed body).
+const chunkSize = 32 << 10
+
+// Apply reads a patch from patch and writes the new image to out.
+//
+// Order of work: the header is read and bounds-checked; the old image's
+// size and sha256 (read through old by random access) are checked against
+// the header, and ErrWrongBase is returned before anything is written to
+// out; then the body is decoded block by block and each block written to
+// out in order; finally the output's size and sha256 are checked (ErrNewDigest)
+// and the patch must end exactly where its header says (ErrTrailingData).
+//
+// On any error out may have received part of the image, which must be
+// discarded (ApplyFile does that). Allocation is bounded by
+// Header.MaxApplyMemory plus a small constant, whatever the image size, and
+// the header's fields are themselves capped by MaxWindow, MaxBlockSize,
+// MaxCtrlSize and MaxModelBits; patch is read sequentially, once. A
+// cancelled ctx stops Apply between blocks with ctx.Err(). The returned
+// header is nil only when it could not be read. Errors wrap ErrMagic,
+// ErrVersion, ErrCorrupt, ErrTruncated, ErrBounds or ErrTrailingData (bad
+// patch), ErrWrongBase (wrong old image) or ErrNewDigest (output differs
+// from the header's digest); I/O errors from old, patch and out are
+// wrapped as they are.
+func Apply(ctx context.Context, old io.ReaderAt, oldSize int64, patch io.Reader, out io.Writer) (*Header, error) {
+	h, err := ReadHeader(patch)
+	if err != nil {
+		return nil, err
+	}
+	if oldSize != h.OldSize {
+		return h, fmt.Errorf("%w: old image is %d bytes, patch is for %d", ErrWrongBase, oldSize, h.OldSize)
+	}
+	buf := make([]byte, chunkSize)
+	sum := sha256.New()
+	if _, err := io.CopyBuffer(sum, io.NewSectionReader(old, 0, oldSize), buf); err != nil {
+		return h, fmt.Errorf("delta: reading old image: %w", err)
+	}
+	if !bytes.Equal(sum.Sum(nil), h.OldSHA256[:]) {
+		return h, fmt.Errorf("%w: old image sha256:%x, patch is for %s", ErrWrongBase, sum.Sum(nil), h.OldDigest())
+	}
+	if err := ctx.Err(); err != nil {
+		return h, err
+	}
+
+	src := &eofReader{r: patch}
+	body := &io.LimitedReader{R: src, N: h.BodySize}
+	dec, err := zstd.NewReader(body,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(uint64(h.Window)),
+		zstd.WithDecoderMaxMemory(uint64(h.Window)))
+	if err != nil {
+		return h, fmt.Errorf("delta: zstd decoder: %w", err)
+	}
+	defer dec.Close()
+	a := &applier{h: h, old: old, br: bufio.NewReaderSize(dec, chunkSize), src: src, body: body, buf: buf, out: out}
+	sum.Reset()
+	a.sum = sum
+	if err := a.run(ctx); err != nil {
+		return h, err
+	}
+	// The body must end exactly at BodySize, and the patch there.
+	if body.N != 0 {
+		if src.eof {
+			return h, fmt.Errorf("%w: patch ends %d bytes before its declared end", ErrTruncated, body.N)
+		}
+		return h, fmt.Errorf("%w: %d bytes of the body unused", ErrCorrupt, body.N)
+	}
+	var one [1]byte
+	if n, err := io.ReadFull(patch, one[:]); n > 0 {
+		return h, fmt.Errorf("%w: patch is longer than its declared %d bytes", ErrTrailingData, h.PatchSize())
+	} else if err != nil && !errors.Is(err, io.EOF) {
+		return h, fmt.Errorf("delta: reading patch: %w", err)
+	}
+	if a.written != h.NewSize {
+		return h, fmt.Errorf("%w: output is %d bytes, header declares %d", ErrCorrupt, a.written, h.NewSize)
+	}
+	if !bytes.Equal(a.sum.Sum(nil), h.NewSHA256[:]) {
+		return h, fmt.Errorf("%w: output sha256:%x, header declares %s", ErrNewDigest, a.sum.Sum(nil), h.NewDigest())
+	}
+	return h, nil
+}
+
+type applier struct {
+	h       *Header
+	old     io.ReaderAt
+	br      *bufio.Reader
+	src     *eofReader
+	body    *io.LimitedReader
+	buf     []byte // chunkSize scratch
+	ctrl    []byte // grows to at most h.CtrlSize
+	blk     []byte // grows to at most h.BlockSize
+	out     io.Writer
+	sum     hashWriter
+	oldPos  int64
+	written int64
+	model   *diffModel // allocated at the first add run
+	rc      rangeCoder
+}
+
+type hashWriter interface {
+	io.Writer
+	Sum([]byte) []byte
+}
+
+// bodyErr maps an error from the decompressed stream to a sentinel.
+func (a *applier) bodyErr(what string, err error) error {
+	switch {
+	case a.src.eof || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: body ends inside %s (output byte %d)", ErrTruncated, what, a.written)
+	case a.src.err != nil:
+		return fmt.Errorf("delta: reading patch: %w", a.src.err)
+	case errors.Is(err, zstd.ErrWindowSizeExceeded), errors.Is(err, zstd.ErrDecoderSizeExceeded):
+		return fmt.Errorf("%w: body window above the header's %d bytes: %v", ErrBounds, a.h.Window, err)
+	case a.body.N == 0:
+		return fmt.Errorf("%w: body ends inside %s (output byte %d): %v", ErrTruncated, what, a.written, err)
+	}
+	return fmt.Errorf("%w: reading %s (output byte %d): %v", ErrCorrupt, what, a.written, err)
+}
+
+func (a *applier) run(ctx context.Context) error {
+	for blockNo := 0; ; blockNo++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		outLen, err := binary.ReadUvarint(a.br)
+		if err != nil {
+			return a.bodyErr("a block header", err)
+		}
+		if outLen == 0 {
+			break
+		}
+		if outLen > uint64(a.h.BlockSize) {
+			return fmt.Errorf("%w: block %d has %d output bytes, header allows %d", ErrBounds, blockNo, outLen, a.h.BlockSize)
+		}
+		if a.written+int64(outLen) > a.h.NewSize {
+			return fmt.Errorf("%w: block %d makes the output longer than the declared %d bytes", ErrBounds, blockNo, a.h.NewSize)
+		}
+		ctrlLen, err := binary.ReadUvarint(a.br)
+		if err != nil {
+			return a.bodyErr("a block header", err)
+		}
+		if ctrlLen == 0 || ctrlLen > uint64(a.h.CtrlSize) {
+			return fmt.Errorf("%w: block %d has %d control bytes, header allows 1..%d", ErrBounds, blockNo, ctrlLen, a.h.CtrlSize)
+		}
+		a.ctrl = grow(a.ctrl, int(ctrlLen))
+		if _, err := io.ReadFull(a.br, a.ctrl); err != nil {
+			return a.bodyErr("a control section", err)
+		}
+		a.blk = grow(a.blk, int(outLen))
+		if err := a.block(blockNo); err != nil {
+			return err
+		}
+		if _, err := a.out.Write(a.blk); err != nil {
+			return fmt.Errorf("delta: writing output: %w", err)
+		}
+		a.sum.Write(a.blk)
+		a.written += int64(outLen)
+	}
+	// After the end marker the decompressed stream must end too.
+	if _, err := a.br.ReadByte(); err == nil {
+		return fmt.Errorf("%w: data after the end marker", ErrCorrupt)
+	} else if !errors.Is(err, io.EOF) {
+		return a.bodyErr("the end of the body", err)
+	}
+	return nil
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
+// startCoded reads the coded diff length and starts the range decoder (and,
+// the first time, allocates the model: Header.ModelBits bounds its size).
+func (a *applier) startCoded(blockNo int) error {
+	n, err := binary.ReadUvarint(a.br)
+	if err != nil {
+		return a.bodyErr("a coded diff length", err)
+	}
+	if n < 4 || n > MaxImageSize*2 {
+		return fmt.Errorf("%w: block %d: coded diff of %d bytes", ErrCorrupt, blockNo, n)
+	}
+	if a.model == nil {
+		a.model = newDiffModel(int(a.h.ModelBits))
+	}
+	a.rc.initDecoder(a.br, int64(n))
+	if a.rc.err != nil {
+		return a.codedErr(blockNo)
+	}
+	return nil
+}
+
+func (a *applier) codedErr(blockNo int) error {
+	if errors.Is(a.rc.err, errCodedOverrun) {
+		return fmt.Errorf("%w: block %d: coded diff longer than its declared length", ErrCorrupt, blockNo)
+	}
+	return a.bodyErr("a coded diff section", a.rc.err)
+}
+
+// block fills a.blk from the control section in a.ctrl: first the add runs
+// (old bytes plus the decoded diff), then the copy runs (extra section).
+func (a *applier) block(blockNo int) error {
+	ops := a.ctrl
+	o := 0
+	coding := false
+	for len(ops) > 0 {
+		seek, n1 := binary.Varint(ops)
+		if n1 <= 0 {
+			return fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
+		}
+		add, n2 := binary.Uvarint(ops[n1:])
+		if n2 <= 0 {
+			return fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
+		}
+		cp, n3 := binary.Uvarint(ops[n1+n2:])
+		if n3 <= 0 {
+			return fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
+		}
+		ops = ops[n1+n2+n3:]
+		rest := uint64(len(a.blk) - o)
+		if add > rest || cp > rest-add || add+cp == 0 {
+			return fmt.Errorf("%w: block %d: operation (add %d, copy %d) does not fit the block's %d remaining bytes", ErrBounds, blockNo, add, cp, rest)
+		}
+		if seek < -a.oldPos || seek > a.h.OldSize-a.oldPos {
+			return fmt.Errorf("%w: block %d: seek %d from old offset %d leaves the old image (%d bytes)", ErrBounds, blockNo, seek, a.oldPos, a.h.OldSize)
+		}
+		a.oldPos += seek
+		if int64(add) > a.h.OldSize-a.oldPos {
+			return fmt.Errorf("%w: block %d: add of %d bytes at old offset %d passes the end of old (%d bytes)", ErrBounds, blockNo, add, a.oldPos, a.h.OldSize)
+		}
+		dst := a.blk[o : o+int(add)]
+		if n, err := a.old.ReadAt(dst, a.oldPos); n < len(dst) {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("delta: reading old image at %d: %w", a.oldPos, err)
+		}
+		if add > 0 {
+			if !coding {
+				if err := a.startCoded(blockNo); err != nil {
+					return err
+				}
+				coding = true
+			}
+			a.model.codeRun(&a.rc, nil, dst)
+			if a.rc.err != nil {
+				return a.codedErr(blockNo)
+			}
+		}
+		a.oldPos += int64(add)
+		o += int(add) + int(cp)
+	}
+	if o != len(a.blk) {
+		return fmt.Errorf("%w: block %d: operations cover %d of its %d bytes", ErrCorrupt, blockNo, o, len(a.blk))
+	}
+	if !coding {
+		// No add runs: the coded section must be empty.
+		n, err := binary.ReadUvarint(a.br)
+		if err != nil {
+			return a.bodyErr("a coded diff length", err)
+		}
+		if n != 0 {
+			return fmt.Errorf("%w: block %d: coded diff of %d bytes for no add operation", ErrCorrupt, blockNo, n)
+		}
+	} else if a.rc.limit != 0 {
+		return fmt.Errorf("%w: block %d: %d bytes of the coded diff unused", ErrCorrupt, blockNo, a.rc.limit)
+	}
+	// Second pass: the copy runs, from the extra section.
+	ops = a.ctrl
+	o = 0
+	for len(ops) > 0 {
+		_, n1 := binary.Varint(ops)
+		add, n2 := binary.Uvarint(ops[n1:])
+		cp, n3 := binary.Uvarint(ops[n1+n2:])
+		ops = ops[n1+n2+n3:]
+		o += int(add)
+		if cp > 0 {
+			if _, err := io.ReadFull(a.br, a.blk[o:o+int(cp)]); err != nil {
+				return a.bodyErr("an extra section", err)
+			}
+			o += int(cp)
+		}
+	}
+	return nil
+}
+
+// eofReader records whether the patch ended (or failed) under the decoder.
+type eofReader struct {
+	r   io.Reader
+	eof bool
+	err error
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if errors.Is(err, io.EOF) {
+		e.eof = true
+	} else if err != nil {
+		e.err = err
+	}
+	return n, err
+}

@@ -1,0 +1,632 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden patch in testdata/golden")
+
+// gen returns n deterministic pseudo-random bytes.
+func gen(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, 7))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// codeLike returns n bytes that look like machine code: a few recurring
+// "instructions", each with a 4-byte little-endian displacement.
+func codeLike(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, 9))
+	ops := [][]byte{{0xe8}, {0x48, 0x8d, 0x05}, {0x48, 0x8b, 0x0d}, {0x0f, 0x84}, {0x90}, {0x48, 0x89, 0xc7}}
+	var b []byte
+	for len(b) < n {
+		op := ops[r.IntN(len(ops))]
+		b = append(b, op...)
+		if len(op) > 1 || op[0] == 0xe8 {
+			b = binary.LittleEndian.AppendUint32(b, uint32(r.IntN(1<<20)))
+		}
+	}
+	return b[:n]
+}
+
+// shiftPointers returns a copy of code where every displacement after the
+// opcode 0x48 0x8d 0x05 grows by delta, plus an insertion at pos.
+func shiftPointers(code []byte, delta uint32, pos int, ins []byte) []byte {
+	c := bytes.Clone(code)
+	for i := 0; i+7 <= len(c); i++ {
+		if c[i] == 0x48 && c[i+1] == 0x8d && c[i+2] == 0x05 {
+			v := binary.LittleEndian.Uint32(c[i+3:])
+			binary.LittleEndian.PutUint32(c[i+3:], v+delta)
+			i += 6
+		}
+	}
+	out := append(bytes.Clone(c[:pos]), ins...)
+	return append(out, c[pos:]...)
+}
+
+func createPatch(t testing.TB, old, new []byte, opts *Options) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	h, err := Create(context.Background(), old, new, &buf, opts)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if h.PatchSize() != int64(buf.Len()) {
+		t.Fatalf("PatchSize %d, wrote %d", h.PatchSize(), buf.Len())
+	}
+	return buf.Bytes()
+}
+
+func applyPatch(old, patch []byte) ([]byte, *Header, error) {
+	var out bytes.Buffer
+	h, err := Apply(context.Background(), bytes.NewReader(old), int64(len(old)), bytes.NewReader(patch), &out)
+	return out.Bytes(), h, err
+}
+
+func TestRoundTrip(t *testing.T) {
+	base := gen(1, 64<<10)
+	code := codeLike(2, 48<<10)
+	zeros := make([]byte, 100<<10)
+	withZeros := append(append(bytes.Clone(base[:30000]), zeros...), base[30000:]...)
+	shifted := append(append(bytes.Clone(base[40000:]), base[:20000]...), base[20000:40000]...)
+	insDel := append(append(bytes.Clone(base[:1000]), gen(3, 5000)...), base[9000:]...)
+	small := &Options{BlockSize: 4096, CtrlSize: 64, Window: 1 << 10, ModelBits: MinModelBits}
+	cases := []struct {
+		name     string
+		old, new []byte
+		opts     *Options
+	}{
+		{"empty to empty", nil, nil, nil},
+		{"empty to data", nil, base[:5000], nil},
+		{"data to empty", base[:5000], nil, nil},
+		{"one byte", []byte{1}, []byte{2}, nil},
+		{"tiny", []byte("abc"), []byte("abd"), nil},
+		{"identical", base, base, nil},
+		{"all changed", base, gen(4, len(base)), nil},
+		{"insertions and deletions", base, insDel, nil},
+		{"shifted blocks", base, shifted, nil},
+		{"zeros inserted", base, withZeros, nil},
+		{"all zeros", zeros, append(bytes.Clone(zeros), 0, 0, 0), nil},
+		{"old larger", base, base[10000:30000], nil},
+		{"old smaller", base[10000:30000], base, nil},
+		{"code pointers moved", code, shiftPointers(code, 16, 5000, []byte("inserted function")), nil},
+		{"small blocks", code, shiftPointers(code, 0x1234, 100, gen(5, 3000)), small},
+		{"small blocks all changed", base[:20000], gen(6, 30000), small},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			patch := createPatch(t, tc.old, tc.new, tc.opts)
+			got, h, err := applyPatch(tc.old, patch)
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			if !bytes.Equal(got, tc.new) {
+				t.Fatalf("Apply output differs: %d bytes, want %d", len(got), len(tc.new))
+			}
+			if h.OldSHA256 != sha256.Sum256(tc.old) || h.NewSHA256 != sha256.Sum256(tc.new) ||
+				h.OldSize != int64(len(tc.old)) || h.NewSize != int64(len(tc.new)) {
+				t.Fatalf("header %+v does not describe the pair", h)
+			}
+			t.Logf("%d -> %d bytes: patch %d", len(tc.old), len(tc.new), len(patch))
+		})
+	}
+}
+
+// TestPatchSize checks that the diff does its job: a pointer shift in
+// code-like data costs a small fraction of the image.
+func TestPatchSize(t *testing.T) {
+	code := codeLike(2, 64<<10)
+	patch := createPatch(t, code, shiftPointers(code, 16, 5000, []byte("new code")), nil)
+	if len(patch) > len(code)/20 {
+		t.Fatalf("patch is %d bytes for a %d-byte image with shifted pointers; want under 5%%", len(patch), len(code))
+	}
+	same := createPatch(t, code, code, nil)
+	if len(same) > 300 {
+		t.Fatalf("identical images give a %d-byte patch; want a few hundred at most", len(same))
+	}
+}
+
+func TestSuffixArray(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	inputs := [][]byte{nil, {0}, {5, 5, 5, 5, 5}, []byte("banana"), []byte("mississippi"), []byte("abracadabra"), bytes.Repeat([]byte("ab"), 50)}
+	for i := 0; i < 200; i++ {
+		n := r.IntN(300)
+		b := make([]byte, n)
+		alpha := 1 + r.IntN(4)
+		if i%5 == 0 {
+			alpha = 256
+		}
+		for j := range b {
+			b[j] = byte(r.IntN(alpha))
+		}
+		inputs = append(inputs, b)
+	}
+	for _, text := range inputs {
+		got := suffixArray(text)
+		want := make([]int32, len(text))
+		for i := range want {
+			want[i] = int32(i)
+		}
+		sort.Slice(want, func(a, b int) bool { return bytes.Compare(text[want[a]:], text[want[b]:]) < 0 })
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("suffixArray(%q)[%d] = %d, want %d", text, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestSuffixArrayLarge checks the order and the permutation property on
+// inputs large enough for several recursion levels.
+func TestSuffixArrayLarge(t *testing.T) {
+	for _, text := range [][]byte{codeLike(3, 100000), bytes.Repeat([]byte("abcabd"), 20000), make([]byte, 30000)} {
+		sa := suffixArray(text)
+		seen := make([]bool, len(text))
+		for i, p := range sa {
+			if seen[p] {
+				t.Fatalf("position %d twice", p)
+			}
+			seen[p] = true
+			if i > 0 && bytes.Compare(text[sa[i-1]:], text[p:]) >= 0 {
+				t.Fatalf("suffixes %d and %d out of order", sa[i-1], p)
+			}
+		}
+	}
+}
+
+func TestGolden(t *testing.T) {
+	dir := filepath.Join("testdata", "golden")
+	old := codeLike(10, 6000)
+	new := shiftPointers(old, 32, 3000, []byte("golden insertion"))
+	patch := createPatch(t, old, new, nil)
+	path := filepath.Join(dir, "code.patch")
+	if *update {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, b := range map[string][]byte{"code.old": old, "code.new": new, "code.patch": patch} {
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for name, b := range map[string][]byte{"code.old": old, "code.new": new} {
+		if f, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(f, b) {
+			t.Fatalf("%s differs from the generated input (err %v); run go test -run TestGolden -update", name, err)
+		}
+	}
+	golden, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestGolden -update)", err)
+	}
+	if !bytes.Equal(patch, golden) {
+		t.Fatalf("Create output (%d bytes) differs from %s (%d bytes): the format or the encoder changed; review and run go test -run TestGolden -update", len(patch), path, len(golden))
+	}
+	got, _, err := applyPatch(old, golden)
+	if err != nil || !bytes.Equal(got, new) {
+		t.Fatalf("applying the golden patch: err %v, output equal %v", err, bytes.Equal(got, new))
+	}
+}
+
+// countingWriter counts what Apply writes.
+type countingWriter struct{ n int }
+
+func (w *countingWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
+
+func TestWrongBase(t *testing.T) {
+	old := codeLike(3, 50000)
+	new := shiftPointers(old, 8, 100, []byte("x"))
+	patch := createPatch(t, old, new, nil)
+	flipped := bytes.Clone(old)
+	flipped[len(flipped)/2] ^= 1
+	for name, base := range map[string][]byte{
+		"shorter":        old[:len(old)-1],
+		"longer":         append(bytes.Clone(old), 0),
+		"same size":      flipped,
+		"the new image":  new,
+		"empty":          nil,
+		"zeros, no size": make([]byte, len(old)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var w countingWriter
+			_, err := Apply(context.Background(), bytes.NewReader(base), int64(len(base)), bytes.NewReader(patch), &w)
+			if !errors.Is(err, ErrWrongBase) {
+				t.Fatalf("err = %v, want ErrWrongBase", err)
+			}
+			if w.n != 0 {
+				t.Fatalf("%d bytes written before the base was refused", w.n)
+			}
+		})
+	}
+}
+
+// raw builds a patch around a hand-written decompressed body. The header
+// describes old and new; fix may alter it before it is encoded.
+func raw(t *testing.T, old, new, body []byte, fix func(h *Header)) []byte {
+	return rawZ(t, old, new, compress(t, body, 1<<10), fix)
+}
+
+// compress returns body as one zstd frame with the given window.
+func compress(t *testing.T, body []byte, window int) []byte {
+	t.Helper()
+	var z bytes.Buffer
+	enc, err := zstd.NewWriter(&z, zstd.WithWindowSize(window), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc.Write(body)
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return z.Bytes()
+}
+
+// rawFrame returns body (under 128 KiB) as one zstd frame of raw blocks that
+// declares a window of 1<<windowLog bytes.
+func rawFrame(body []byte, windowLog int) []byte {
+	f := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, byte(windowLog-10) << 3}
+	hdr := uint32(len(body))<<3 | 1 // last block, raw
+	f = append(f, byte(hdr), byte(hdr>>8), byte(hdr>>16))
+	return append(f, body...)
+}
+
+// rawZ builds a patch from a compressed body.
+func rawZ(t *testing.T, old, new, z []byte, fix func(h *Header)) []byte {
+	t.Helper()
+	h := &Header{Version: Version, Algorithm: AlgBlocksZstd, Window: 1 << 10, BlockSize: 1 << 10, CtrlSize: 64,
+		ModelBits: MinModelBits, OldSize: int64(len(old)), NewSize: int64(len(new)),
+		OldSHA256: sha256.Sum256(old), NewSHA256: sha256.Sum256(new), BodySize: int64(len(z))}
+	if fix != nil {
+		fix(h)
+	}
+	hb, err := h.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(hb, z...)
+}
+
+// block encodes one block: ops are (seek, add, copy) triples; diffs of add
+// runs are coded against old (zero diff: old bytes copied); extra follows.
+func block(outLen int, ops [][3]int64, coded []byte, extra []byte) []byte {
+	var ctrl []byte
+	for _, op := range ops {
+		ctrl = binary.AppendVarint(ctrl, op[0])
+		ctrl = binary.AppendUvarint(ctrl, uint64(op[1]))
+		ctrl = binary.AppendUvarint(ctrl, uint64(op[2]))
+	}
+	b := binary.AppendUvarint(nil, uint64(outLen))
+	b = binary.AppendUvarint(b, uint64(len(ctrl)))
+	b = append(b, ctrl...)
+	b = binary.AppendUvarint(b, uint64(len(coded)))
+	b = append(b, coded...)
+	return append(b, extra...)
+}
+
+// zeroDiff codes n zero diff bytes over old with a fresh model.
+func zeroDiff(old []byte) []byte {
+	m := newDiffModel(MinModelBits)
+	rc := newEncoder(nil)
+	m.codeRun(rc, make([]byte, len(old)), old)
+	return rc.finish()
+}
+
+func TestCorruptPatches(t *testing.T) {
+	old := []byte("0123456789abcdef")
+	new := []byte("0123456789ABCDEF")
+	good := block(16, [][3]int64{{0, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF"))
+	valid := raw(t, old, new, append(bytes.Clone(good), 0), nil)
+	if got, _, err := applyPatch(old, valid); err != nil || !bytes.Equal(got, new) {
+		t.Fatalf("hand-made patch does not apply: %v", err)
+	}
+	real := createPatch(t, codeLike(1, 3000), codeLike(2, 3000), nil)
+	realOld := codeLike(1, 3000)
+
+	cases := []struct {
+		name  string
+		old   []byte
+		patch []byte
+		want  error
+	}{
+		{"empty", old, nil, ErrTruncated},
+		{"short header", old, valid[:50], ErrTruncated},
+		{"not a patch", old, bytes.Repeat([]byte("x"), 200), ErrMagic},
+		{"header bit flip", old, flip(valid, 30), ErrCorrupt},
+		{"version", old, rehead(valid, func(b []byte) { b[8] = 2 }), ErrVersion},
+		{"algorithm", old, rehead(valid, func(b []byte) { b[10] = 9 }), ErrVersion},
+		{"truncated body", old, valid[:len(valid)-3], ErrTruncated},
+		{"truncated real patch", realOld, real[:len(real)/2], ErrTruncated},
+		{"trailing data", old, append(bytes.Clone(valid), 0), ErrTrailingData},
+		{"trailing zstd frame", old, append(bytes.Clone(valid), valid[HeaderSize:]...), ErrTrailingData},
+		{"body shorter than declared", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.BodySize += 3 }), ErrTruncated},
+		{"new digest", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.NewSHA256[0] ^= 1 }), ErrNewDigest},
+		{"add past end of old", old, raw(t, old, new, append(block(16, [][3]int64{{8, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
+		{"seek before start of old", old, raw(t, old, new, append(block(16, [][3]int64{{-1, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
+		{"seek past end of old", old, raw(t, old, new, append(block(16, [][3]int64{{17, 0, 16}}, nil, new), 0), nil), ErrBounds},
+		{"output longer than declared", old, raw(t, old, new, append(block(17, [][3]int64{{0, 10, 7}}, zeroDiff(old[:10]), []byte("ABCDEFG")), 0), nil), ErrBounds},
+		{"output shorter than declared", old, raw(t, old, new, append(block(15, [][3]int64{{0, 10, 5}}, zeroDiff(old[:10]), []byte("ABCDE")), 0), nil), ErrCorrupt},
+		{"block above block size", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.BlockSize = 8 }), ErrBounds},
+		{"control above bound", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.CtrlSize = 2 }), ErrBounds},
+		{"operation outside block", old, raw(t, old, new, append(block(16, [][3]int64{{0, 10, 7}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
+		{"operations short of block", old, raw(t, old, new, append(block(16, [][3]int64{{0, 10, 5}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrCorrupt},
+		{"empty operation", old, raw(t, old, new, append(block(16, [][3]int64{{0, 0, 0}, {0, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
+		{"coded diff too long", old, raw(t, old, new, append(block(16, [][3]int64{{0, 10, 6}}, append(zeroDiff(old[:10]), 0), []byte("ABCDEF")), 0), nil), ErrCorrupt},
+		{"data after end marker", old, raw(t, old, new, append(bytes.Clone(good), 0, 1), nil), ErrCorrupt},
+		{"no end marker", old, raw(t, old, new, good, nil), ErrTruncated},
+		{"window above bound", old, rawZ(t, old, new, rawFrame(append(bytes.Clone(good), 0), 20), nil), ErrBounds},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := applyPatch(tc.old, tc.patch)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			_ = out
+		})
+	}
+}
+
+// rehead returns a copy of patch with its header bytes changed by mut and
+// the header checksum recomputed.
+func rehead(patch []byte, mut func(b []byte)) []byte {
+	c := bytes.Clone(patch)
+	mut(c[:HeaderSize])
+	binary.LittleEndian.PutUint32(c[112:], crc32.Checksum(c[:112], crcTable))
+	return c
+}
+
+func flip(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	c[i] ^= 0x10
+	return c
+}
+
+// TestBitFlips flips every bit of the body of a real patch: each must give
+// a sentinel error (never a panic, never a wrong image reported as good).
+func TestBitFlips(t *testing.T) {
+	old := codeLike(4, 4000)
+	new := shiftPointers(old, 16, 2000, []byte("new"))
+	patch := createPatch(t, old, new, nil)
+	sentinels := []error{ErrCorrupt, ErrTruncated, ErrBounds, ErrNewDigest, ErrTrailingData, ErrMagic, ErrVersion}
+	for i := 0; i < len(patch)*8; i += 3 {
+		p := bytes.Clone(patch)
+		p[i/8] ^= 1 << (i % 8)
+		out, _, err := applyPatch(old, p)
+		if err == nil {
+			if bytes.Equal(out, new) {
+				continue // a flip in a don't-care bit (e.g. zstd padding)
+			}
+			t.Fatalf("bit %d flipped: Apply succeeded with a wrong image", i)
+		}
+		ok := false
+		for _, s := range sentinels {
+			ok = ok || errors.Is(err, s)
+		}
+		if !ok {
+			t.Fatalf("bit %d flipped: error %v wraps no sentinel", i, err)
+		}
+	}
+}
+
+func TestReadHeaderBounds(t *testing.T) {
+	old, new := []byte("a"), []byte("b")
+	for name, fix := range map[string]func(h *Header){
+		"window above max":   func(h *Header) { h.Window = MaxWindow * 2 },
+		"window not pow2":    func(h *Header) { h.Window = 3 << 10 },
+		"block above max":    func(h *Header) { h.BlockSize = MaxBlockSize + 1 },
+		"control above max":  func(h *Header) { h.CtrlSize = MaxCtrlSize + 1 },
+		"model above max":    func(h *Header) { h.ModelBits = MaxModelBits + 1 },
+		"old size above max": func(h *Header) { h.OldSize = MaxImageSize + 1 },
+		"new size above max": func(h *Header) { h.NewSize = MaxImageSize + 1 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := &Header{Version: Version, Algorithm: AlgBlocksZstd, Window: 1 << 10, BlockSize: 1 << 10, CtrlSize: 64,
+				ModelBits: MinModelBits, OldSize: 1, NewSize: 1, BodySize: 10,
+				OldSHA256: sha256.Sum256(old), NewSHA256: sha256.Sum256(new)}
+			b, err := h.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			fix(h)
+			if _, err := h.MarshalBinary(); !errors.Is(err, ErrBounds) {
+				t.Fatalf("MarshalBinary: err = %v, want ErrBounds", err)
+			}
+			// Write the bad fields by hand, with a valid checksum.
+			le := binary.LittleEndian
+			b[11] = h.ModelBits
+			le.PutUint32(b[12:], h.Window)
+			le.PutUint32(b[16:], h.BlockSize)
+			le.PutUint32(b[20:], h.CtrlSize)
+			le.PutUint64(b[24:], uint64(h.OldSize))
+			le.PutUint64(b[32:], uint64(h.NewSize))
+			le.PutUint32(b[112:], crc32.Checksum(b[:112], crcTable))
+			if _, err := ReadHeader(bytes.NewReader(b)); !errors.Is(err, ErrBounds) {
+				t.Fatalf("ReadHeader: err = %v, want ErrBounds", err)
+			}
+		})
+	}
+}
+
+// TestApplyMemoryFlat checks that Apply's allocations do not grow with the
+// image: a 16 MiB image allocates about what a 1 MiB one does, and both stay
+// within the header's bound.
+func TestApplyMemoryFlat(t *testing.T) {
+	measure := func(size int) (uint64, *Header) {
+		old := bytes.Repeat(codeLike(uint64(size), 64<<10), size/(64<<10))
+		new := bytes.Clone(old)
+		for i := 0; i < size; i += 32 << 10 {
+			new[i] ^= 0x55 // scattered changes: a diff in every block
+		}
+		var patch bytes.Buffer
+		// Identity-aligned operations, built without the suffix array.
+		h, err := writePatch(context.Background(), old, new, &patch, nil, func(emit emitFunc) error { return emit(0, size, 0) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		if _, err := Apply(context.Background(), bytes.NewReader(old), int64(size), bytes.NewReader(patch.Bytes()), io.Discard); err != nil {
+			t.Fatalf("Apply %d: %v", size, err)
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc, h
+	}
+	small, h := measure(1 << 20)
+	large, _ := measure(16 << 20)
+	t.Logf("Apply allocated %d bytes for 1 MiB, %d for 16 MiB (bound %d)", small, large, h.MaxApplyMemory())
+	if limit := uint64(h.MaxApplyMemory()) + 1<<20; small > limit || large > limit {
+		t.Fatalf("allocation above the header bound %d: 1 MiB %d, 16 MiB %d", limit, small, large)
+	}
+	if large > small+small/4 {
+		t.Fatalf("allocation grows with the image: 1 MiB %d bytes, 16 MiB %d bytes", small, large)
+	}
+}
+
+func TestFiles(t *testing.T) {
+	dir := t.TempDir()
+	old := codeLike(5, 30000)
+	new := shiftPointers(old, 4, 100, []byte("hello"))
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	oldP, newP := write("old", old), write("new", new)
+	patchP := filepath.Join(dir, "p.patch")
+	ctx := context.Background()
+	if _, err := CreateFile(ctx, oldP, newP, patchP, nil); err != nil {
+		t.Fatal(err)
+	}
+	outP := filepath.Join(dir, "out")
+	if _, err := ApplyFile(ctx, oldP, patchP, outP); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(outP); !bytes.Equal(got, new) {
+		t.Fatal("ApplyFile output differs")
+	}
+	// Failures leave nothing behind.
+	list := func() []string {
+		es, _ := os.ReadDir(dir)
+		var n []string
+		for _, e := range es {
+			n = append(n, e.Name())
+		}
+		return n
+	}
+	before := list()
+	if _, err := ApplyFile(ctx, newP, patchP, filepath.Join(dir, "bad")); !errors.Is(err, ErrWrongBase) {
+		t.Fatalf("wrong base: %v", err)
+	}
+	patch, _ := os.ReadFile(patchP)
+	badP := write("bad.patch", patch[:len(patch)-5])
+	before = append(before, "bad.patch")
+	sort.Strings(before)
+	if _, err := ApplyFile(ctx, oldP, badP, filepath.Join(dir, "bad")); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("truncated: %v", err)
+	}
+	if _, err := ApplyFile(ctx, oldP, patchP, oldP); err == nil {
+		t.Fatal("ApplyFile over its own old image succeeded")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := CreateFile(cctx, oldP, newP, filepath.Join(dir, "c.patch"), nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled CreateFile: %v", err)
+	}
+	if after := list(); !equalStrings(before, after) {
+		t.Fatalf("files after failures: %v, want %v", after, before)
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	old := codeLike(1, 10000)
+	if _, err := Create(ctx, old, old, io.Discard, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Create: %v", err)
+	}
+	patch := createPatch(t, old, old, nil)
+	if _, err := Apply(ctx, bytes.NewReader(old), int64(len(old)), bytes.NewReader(patch), io.Discard); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply: %v", err)
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	for _, o := range []Options{{Window: 3000}, {Window: MaxWindow * 2}, {BlockSize: MaxBlockSize + 1}, {CtrlSize: 5}, {ModelBits: 30}} {
+		if _, err := Create(context.Background(), nil, nil, io.Discard, &o); err == nil {
+			t.Errorf("Create accepted options %+v", o)
+		}
+	}
+}
+
+func zstdNoCRC(w io.Writer) (*zstd.Encoder, error) {
+	return zstd.NewWriter(w, zstd.WithWindowSize(1<<10), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+}
+
+func BenchmarkCreate(b *testing.B) {
+	old := codeLike(30, 1<<20)
+	new := shiftPointers(old, 16, 5000, gen(31, 2000))
+	b.SetBytes(int64(len(new)))
+	for b.Loop() {
+		if _, err := Create(context.Background(), old, new, io.Discard, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkApply(b *testing.B) {
+	old := codeLike(30, 1<<20)
+	new := shiftPointers(old, 16, 5000, gen(31, 2000))
+	patch := createPatch(b, old, new, nil)
+	b.SetBytes(int64(len(new)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Apply(context.Background(), bytes.NewReader(old), int64(len(old)), bytes.NewReader(patch), io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkApplyIdentical(b *testing.B) {
+	old := gen(32, 8<<20)
+	patch := createPatch(b, old, old, nil)
+	b.SetBytes(int64(len(old)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Apply(context.Background(), bytes.NewReader(old), int64(len(old)), bytes.NewReader(patch), io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

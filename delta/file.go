@@ -1,0 +1,122 @@
+package delta
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// CreateFile makes a patch from the file oldPath to the file newPath and
+// writes it to patchPath atomically: through a temporary file in the same
+// directory, synced and renamed over patchPath only on success; on failure
+// nothing is left behind. Both images are read into memory (see Create).
+func CreateFile(ctx context.Context, oldPath, newPath, patchPath string, opts *Options) (*Header, error) {
+	old, err := os.ReadFile(oldPath)
+	if err != nil {
+		return nil, fmt.Errorf("delta: reading old image: %w", err)
+	}
+	new, err := os.ReadFile(newPath)
+	if err != nil {
+		return nil, fmt.Errorf("delta: reading new image: %w", err)
+	}
+	var h *Header
+	err = WriteFileAtomic(patchPath, func(w io.Writer) error {
+		var err error
+		h, err = Create(ctx, old, new, w, opts)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// ApplyFile applies the patch file patchPath to the file oldPath and writes
+// the new image to outPath atomically (temporary file in the same
+// directory, synced, renamed only when Apply succeeded, including the new
+// digest check; nothing is left behind on failure). outPath may not be
+// oldPath. Errors are those of Apply.
+func ApplyFile(ctx context.Context, oldPath, patchPath, outPath string) (*Header, error) {
+	if same, err := samePath(oldPath, outPath); err == nil && same {
+		return nil, fmt.Errorf("delta: output %s is the old image; write elsewhere", outPath)
+	}
+	old, err := os.Open(oldPath)
+	if err != nil {
+		return nil, fmt.Errorf("delta: opening old image: %w", err)
+	}
+	defer old.Close()
+	st, err := old.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("delta: opening old image: %w", err)
+	}
+	pf, err := os.Open(patchPath)
+	if err != nil {
+		return nil, fmt.Errorf("delta: opening patch: %w", err)
+	}
+	defer pf.Close()
+	var h *Header
+	err = WriteFileAtomic(outPath, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, chunkSize)
+		var err error
+		h, err = Apply(ctx, old, st.Size(), bufio.NewReaderSize(pf, chunkSize), bw)
+		if err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+	return h, err
+}
+
+func samePath(a, b string) (bool, error) {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(sa, sb), nil
+}
+
+// WriteFileAtomic writes path through a temporary file in the same
+// directory: write is called with the temporary file; on success the file
+// is synced, closed, renamed over path and the directory synced; on any
+// error the temporary file is removed and path is untouched.
+func WriteFileAtomic(path string, write func(w io.Writer) error) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("delta: creating %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := write(f); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("delta: writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("delta: writing %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return fmt.Errorf("delta: writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("delta: writing %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

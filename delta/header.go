@@ -1,0 +1,239 @@
+package delta
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+// Magic is the first 8 bytes of every patch. It differs from the image
+// package magic ("\x89UPK\r\n\x1a\n") in its fourth byte.
+const Magic = "\x89UPD\r\n\x1a\n"
+
+// Version is the patch format version this package reads and writes.
+const Version = 1
+
+// HeaderSize is the size in bytes of the fixed patch header.
+const HeaderSize = 116
+
+// Limits every header is checked against before anything is allocated.
+// Apply's memory is bounded by MaxWindow + MaxBlockSize + MaxCtrlSize plus a
+// constant of well under 1 MiB, whatever the image size.
+const (
+	// MaxImageSize bounds OldSize and NewSize (1 TiB).
+	MaxImageSize = 1 << 40
+	// MinWindow and MaxWindow bound the zstd window of the patch body; the
+	// window is a power of two.
+	MinWindow = 1 << 10
+	MaxWindow = 8 << 20
+	// MaxBlockSize bounds the output bytes covered by one block; it is also
+	// the longest single operation (MaxOp).
+	MaxBlockSize = 4 << 20
+	// MaxCtrlSize bounds the control section of one block.
+	MaxCtrlSize = 1 << 20
+	// MinModelBits and MaxModelBits bound the size of the diff model
+	// (Header.ModelBits): at most 9.13 MiB of tables at MaxModelBits.
+	MinModelBits = 12
+	MaxModelBits = 20
+)
+
+// Algorithm identifies how the patch body is to be interpreted.
+type Algorithm uint8
+
+const (
+	// AlgBlocksZstd is the only algorithm of format version 1: blocks of
+	// seek/add/copy operations with separate control, diff and extra
+	// sections, all in one zstd stream (see docs/FORMAT.md).
+	AlgBlocksZstd Algorithm = 1
+)
+
+func (a Algorithm) String() string {
+	switch a {
+	case AlgBlocksZstd:
+		return "blocks-zstd"
+	}
+	return fmt.Sprintf("unknown(%d)", uint8(a))
+}
+
+// Sentinel errors. Every error returned by ReadHeader, Apply and the file
+// helpers for bad input wraps exactly one of them (test with errors.Is).
+var (
+	// ErrMagic: the input does not start with Magic.
+	ErrMagic = errors.New("delta: not a patch (bad magic)")
+	// ErrVersion: unknown format version or algorithm.
+	ErrVersion = errors.New("delta: unsupported patch version or algorithm")
+	// ErrBounds: a header field or a value in the body exceeds a declared
+	// or fixed limit (window, block size, operation past the end of old,
+	// output longer than declared, ...).
+	ErrBounds = errors.New("delta: value out of bounds")
+	// ErrCorrupt: the patch is malformed (bad checksum, bad encoding,
+	// inconsistent lengths).
+	ErrCorrupt = errors.New("delta: corrupt patch")
+	// ErrTruncated: the patch ends early.
+	ErrTruncated = errors.New("delta: truncated patch")
+	// ErrTrailingData: bytes follow the end of the patch.
+	ErrTrailingData = errors.New("delta: trailing data after patch")
+	// ErrWrongBase: the old image's size or sha256 is not the one the patch
+	// was made from. Apply reports it before writing any output.
+	ErrWrongBase = errors.New("delta: wrong base image")
+	// ErrNewDigest: the output's sha256 differs from the header's.
+	ErrNewDigest = errors.New("delta: new image digest mismatch")
+	// ErrOptions: Create was given invalid Options.
+	ErrOptions = errors.New("delta: invalid option")
+	// ErrTooLarge: Create was given an image larger than MaxImageSize.
+	ErrTooLarge = errors.New("delta: image too large")
+)
+
+// Header is the fixed, bounded header of a patch (HeaderSize bytes, layout
+// in docs/FORMAT.md). Digests are raw sha256 sums; OldDigest and NewDigest
+// give them in the project's "sha256:<hex>" form.
+type Header struct {
+	Version   uint16
+	Algorithm Algorithm
+	// Window is the zstd window of the body in bytes (power of two,
+	// MinWindow..MaxWindow): the decoder refuses frames declaring more.
+	Window uint32
+	// BlockSize is the most output bytes one block produces, and so the
+	// longest operation (1..MaxBlockSize).
+	BlockSize uint32
+	// CtrlSize is the most bytes of one block's control section
+	// (1..MaxCtrlSize).
+	CtrlSize uint32
+	// ModelBits sets the size of the diff coder's context tables
+	// (MinModelBits..MaxModelBits; memory in docs/FORMAT.md).
+	ModelBits uint8
+	OldSize   int64
+	NewSize   int64
+	// BodySize is the length of the compressed body that follows the
+	// header; the patch is exactly HeaderSize+BodySize bytes.
+	BodySize  int64
+	OldSHA256 [32]byte
+	NewSHA256 [32]byte
+}
+
+// OldDigest returns the old image digest as "sha256:<64 hex>".
+func (h *Header) OldDigest() string { return "sha256:" + hex.EncodeToString(h.OldSHA256[:]) }
+
+// NewDigest returns the new image digest as "sha256:<64 hex>".
+func (h *Header) NewDigest() string { return "sha256:" + hex.EncodeToString(h.NewSHA256[:]) }
+
+// PatchSize is the total size of the patch: header plus body.
+func (h *Header) PatchSize() int64 { return HeaderSize + h.BodySize }
+
+// MaxApplyMemory is the most memory Apply allocates for this patch's
+// buffers and decoder (window, block and control buffers); the rest is a
+// small constant.
+func (h *Header) MaxApplyMemory() int64 {
+	return 2*int64(h.Window) + int64(h.BlockSize) + int64(h.CtrlSize) + modelMemory(int(h.ModelBits))
+}
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// MarshalBinary encodes h into its HeaderSize-byte form, checksum included.
+// It fails with ErrBounds if a field is outside the limits.
+func (h *Header) MarshalBinary() ([]byte, error) {
+	if err := h.check(); err != nil {
+		return nil, err
+	}
+	b := make([]byte, HeaderSize)
+	copy(b, Magic)
+	le := binary.LittleEndian
+	le.PutUint16(b[8:], h.Version)
+	b[10] = byte(h.Algorithm)
+	b[11] = h.ModelBits
+	le.PutUint32(b[12:], h.Window)
+	le.PutUint32(b[16:], h.BlockSize)
+	le.PutUint32(b[20:], h.CtrlSize)
+	le.PutUint64(b[24:], uint64(h.OldSize))
+	le.PutUint64(b[32:], uint64(h.NewSize))
+	le.PutUint64(b[40:], uint64(h.BodySize))
+	copy(b[48:80], h.OldSHA256[:])
+	copy(b[80:112], h.NewSHA256[:])
+	le.PutUint32(b[112:], crc32.Checksum(b[:112], crcTable))
+	return b, nil
+}
+
+// ReadHeader reads exactly HeaderSize bytes from r and parses and
+// bounds-checks them; it reads nothing else. Errors wrap ErrTruncated (r
+// ends early), ErrMagic, ErrCorrupt (header checksum),
+// ErrVersion or ErrBounds.
+func ReadHeader(r io.Reader) (*Header, error) {
+	var b [HeaderSize]byte
+	if n, err := io.ReadFull(r, b[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			if n >= len(Magic) && string(b[:len(Magic)]) != Magic {
+				return nil, ErrMagic
+			}
+			return nil, fmt.Errorf("%w: header is %d bytes, got %d", ErrTruncated, HeaderSize, n)
+		}
+		return nil, fmt.Errorf("delta: reading header: %w", err)
+	}
+	return parseHeader(b[:])
+}
+
+func parseHeader(b []byte) (*Header, error) {
+	if string(b[:8]) != Magic {
+		return nil, ErrMagic
+	}
+	le := binary.LittleEndian
+	if got, want := le.Uint32(b[112:]), crc32.Checksum(b[:112], crcTable); got != want {
+		return nil, fmt.Errorf("%w: header checksum %08x, computed %08x", ErrCorrupt, got, want)
+	}
+	h := &Header{
+		Version:   le.Uint16(b[8:]),
+		Algorithm: Algorithm(b[10]),
+		Window:    le.Uint32(b[12:]),
+		BlockSize: le.Uint32(b[16:]),
+		CtrlSize:  le.Uint32(b[20:]),
+		ModelBits: b[11],
+	}
+	if h.Version != Version {
+		return nil, fmt.Errorf("%w: version %d (this build reads %d)", ErrVersion, h.Version, Version)
+	}
+	if h.Algorithm != AlgBlocksZstd {
+		return nil, fmt.Errorf("%w: algorithm %d", ErrVersion, b[10])
+	}
+	for _, f := range []struct {
+		dst  *int64
+		off  int
+		name string
+	}{{&h.OldSize, 24, "old size"}, {&h.NewSize, 32, "new size"}, {&h.BodySize, 40, "body size"}} {
+		v := le.Uint64(b[f.off:])
+		if v > MaxImageSize*2 {
+			return nil, fmt.Errorf("%w: %s %d", ErrBounds, f.name, v)
+		}
+		*f.dst = int64(v)
+	}
+	copy(h.OldSHA256[:], b[48:80])
+	copy(h.NewSHA256[:], b[80:112])
+	if err := h.check(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// check verifies every field against the fixed limits.
+func (h *Header) check() error {
+	switch {
+	case h.Version != Version || h.Algorithm != AlgBlocksZstd:
+		return fmt.Errorf("%w: version %d algorithm %d", ErrVersion, h.Version, h.Algorithm)
+	case h.Window < MinWindow || h.Window > MaxWindow || h.Window&(h.Window-1) != 0:
+		return fmt.Errorf("%w: window %d (power of two in %d..%d)", ErrBounds, h.Window, MinWindow, MaxWindow)
+	case h.BlockSize < 1 || h.BlockSize > MaxBlockSize:
+		return fmt.Errorf("%w: block size %d (max %d)", ErrBounds, h.BlockSize, MaxBlockSize)
+	case h.CtrlSize < 1 || h.CtrlSize > MaxCtrlSize:
+		return fmt.Errorf("%w: control size %d (max %d)", ErrBounds, h.CtrlSize, MaxCtrlSize)
+	case h.ModelBits < MinModelBits || h.ModelBits > MaxModelBits:
+		return fmt.Errorf("%w: model bits %d (%d..%d)", ErrBounds, h.ModelBits, MinModelBits, MaxModelBits)
+	case h.OldSize < 0 || h.OldSize > MaxImageSize:
+		return fmt.Errorf("%w: old size %d (max %d)", ErrBounds, h.OldSize, int64(MaxImageSize))
+	case h.NewSize < 0 || h.NewSize > MaxImageSize:
+		return fmt.Errorf("%w: new size %d (max %d)", ErrBounds, h.NewSize, int64(MaxImageSize))
+	case h.BodySize < 1 || h.BodySize > MaxImageSize*2:
+		return fmt.Errorf("%w: body size %d", ErrBounds, h.BodySize)
+	}
+	return nil
+}

@@ -1,0 +1,148 @@
+package delta
+
+import "context"
+
+// matcher finds, for any position of new, the longest exact match in old
+// through old's suffix array.
+type matcher struct {
+	old []byte
+	sa  []int32
+}
+
+// longest returns the position in old and the length of the longest prefix
+// of p that occurs in old (0, 0 when none). Binary search over the suffix
+// array, skipping the prefix already known to be shared with both bounds.
+func (m *matcher) longest(p []byte) (pos, n int) {
+	lo, hi := -1, len(m.sa) // sa[lo] < p <= sa[hi]
+	llcp, hlcp := 0, 0
+	for hi-lo > 1 {
+		mid := int(uint(lo+hi) >> 1)
+		s := m.old[m.sa[mid]:]
+		k := min(llcp, hlcp)
+		lim := min(len(s), len(p))
+		for k < lim && s[k] == p[k] {
+			k++
+		}
+		if k == len(p) || (k < len(s) && s[k] > p[k]) {
+			hi, hlcp = mid, k
+		} else {
+			lo, llcp = mid, k
+		}
+	}
+	if lo >= 0 && llcp >= hlcp {
+		return int(m.sa[lo]), llcp
+	}
+	if hi < len(m.sa) {
+		return int(m.sa[hi]), hlcp
+	}
+	return 0, 0
+}
+
+// emitFunc receives one operation: add addLen bytes of old from oldPos
+// (with the diff against new), then copyLen literal bytes of new.
+type emitFunc func(oldPos, addLen, copyLen int) error
+
+// diff walks new from start to end and emits operations that cover it
+// exactly once, in order. The strategy is bsdiff's (Percival, "Naive
+// differences of executable code"): find exact matches through the suffix
+// array, keep a match only when it beats the current alignment by a margin,
+// then extend each alignment forwards and backwards approximately while at
+// least half of the bytes agree, so that code whose pointers moved becomes
+// long "add" runs whose diff bytes are mostly zero.
+func diff(ctx context.Context, old, new []byte, emit emitFunc) error {
+	if len(new) == 0 {
+		return nil
+	}
+	if len(old) == 0 {
+		return emit(0, 0, len(new))
+	}
+	m := &matcher{old: old, sa: suffixArray(old)}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n, nn := len(old), len(new)
+	scan, length, pos := 0, 0, 0
+	lastScan, lastPos, lastOffset := 0, 0, 0
+	iter := 0
+	for scan < nn {
+		oldScore := 0
+		scan += length
+		scsc := scan
+		for ; scan < nn; scan++ {
+			if iter++; iter&0xffff == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			pos, length = m.longest(new[scan:])
+			for ; scsc < scan+length; scsc++ {
+				if o := scsc + lastOffset; o >= 0 && o < n && old[o] == new[scsc] {
+					oldScore++
+				}
+			}
+			if (length == oldScore && length != 0) || length > oldScore+8 {
+				break
+			}
+			if o := scan + lastOffset; o >= 0 && o < n && old[o] == new[scan] {
+				oldScore--
+			}
+		}
+		if length == oldScore && scan != nn {
+			continue
+		}
+		// Extend the previous alignment forwards from lastScan.
+		lenf := 0
+		{
+			s, best := 0, 0
+			for i := 0; lastScan+i < scan && lastPos+i < n; {
+				if old[lastPos+i] == new[lastScan+i] {
+					s++
+				}
+				i++
+				if 2*s-i > 2*best-lenf {
+					best, lenf = s, i
+				}
+			}
+		}
+		// Extend the new match backwards from scan.
+		lenb := 0
+		if scan < nn {
+			s, best := 0, 0
+			for i := 1; scan >= lastScan+i && pos >= i; i++ {
+				if old[pos-i] == new[scan-i] {
+					s++
+				}
+				if 2*s-i > 2*best-lenb {
+					best, lenb = s, i
+				}
+			}
+		}
+		// Split an overlap where it scores best.
+		if lastScan+lenf > scan-lenb {
+			overlap := lastScan + lenf - (scan - lenb)
+			s, best, lens := 0, 0, 0
+			for i := 0; i < overlap; i++ {
+				if new[lastScan+lenf-overlap+i] == old[lastPos+lenf-overlap+i] {
+					s++
+				}
+				if new[scan-lenb+i] == old[pos-lenb+i] {
+					s--
+				}
+				if s > best {
+					best, lens = s, i+1
+				}
+			}
+			lenf += lens - overlap
+			lenb -= lens
+		}
+		end := scan - lenb
+		if scan == nn {
+			end = nn
+		}
+		if err := emit(lastPos, lenf, end-(lastScan+lenf)); err != nil {
+			return err
+		}
+		lastScan, lastPos, lastOffset = scan-lenb, pos-lenb, pos-scan
+	}
+	return nil
+}
