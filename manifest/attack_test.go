@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -553,5 +554,46 @@ func TestAttackCanceledSigner(t *testing.T) {
 	}
 	if len(env.Signatures) != 0 {
 		t.Fatal("failed Sign must not add a signature")
+	}
+}
+
+// A signed release that omits a required member must not read as if the
+// member were 0 (a missing securityVersion would otherwise lower nothing
+// visibly but disarm the anti-rollback counter of that image).
+func TestAttackMissingMember(t *testing.T) {
+	p := payloadOf(t, signedRelease(t, goodRelease(), signers(4, 5)...))
+	for _, member := range []string{`"securityVersion":`, `"size":`, `"version":`} {
+		i := bytes.Index(p, []byte(member))
+		if i < 0 {
+			t.Fatalf("fixture has no %s", member)
+		}
+		end := i + bytes.IndexAny(p[i:], ",}")
+		bad := append(append([]byte{}, p[:i]...), p[end+1:]...)
+		if p[end] == '}' { // last member: drop the comma before it instead
+			bad = append(append([]byte{}, p[:i-1]...), p[end:]...)
+		}
+		_, err := VerifyRelease(goodRoot(), signedRawPayload(t, ReleasePayloadType, bad, signers(4, 5)...), tNow)
+		wantErr(t, err, ErrMalformed)
+		if err != nil && !strings.Contains(err.Error(), "missing member") {
+			t.Errorf("removing %s: error %q does not say a member is missing", member, err)
+		}
+	}
+}
+
+// "-0" decodes as 0 into a signed integer field; no number in the documents
+// may be negative, so it is refused like any negative number.
+func TestAttackNegativeNumber(t *testing.T) {
+	p := payloadOf(t, signedRelease(t, goodRelease(), signers(4, 5)...))
+	sizeRE := regexp.MustCompile(`"size":[0-9]+`)
+	for _, num := range []string{"-0", "-1"} {
+		bad := sizeRE.ReplaceAll(p, []byte(`"size":`+num))
+		if bytes.Equal(bad, p) {
+			t.Fatal("fixture has no size member")
+		}
+		_, err := VerifyRelease(goodRoot(), signedRawPayload(t, ReleasePayloadType, bad, signers(4, 5)...), tNow)
+		wantErr(t, err, ErrMalformed)
+		if err != nil && !strings.Contains(err.Error(), "negative number") {
+			t.Errorf("size %s: error %q does not name the negative number", num, err)
+		}
 	}
 }

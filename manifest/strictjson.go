@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -182,7 +183,16 @@ func checkJSON(data []byte, what string) error {
 				return err
 			}
 			return fail(ErrMalformed, "null is not allowed")
-		default: // bool, json.Number
+		case json.Number:
+			if err := value(); err != nil {
+				return err
+			}
+			// No number in upkit's documents is negative; "-0" would
+			// otherwise decode as 0 into signed fields.
+			if strings.HasPrefix(string(t), "-") {
+				return fail(ErrMalformed, "negative number %.32s", t)
+			}
+		default: // bool
 			if err := value(); err != nil {
 				return err
 			}
@@ -213,7 +223,101 @@ func decodeStrict(data []byte, what string, v any, document bool) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
 	}
+	return checkRequired(data, v, what)
+}
+
+// checkRequired refuses data that lacks a member the canonical encoding of
+// the decoded value has: every field without omitempty is required, so a
+// missing integer is an error rather than a silent 0. (Unknown members were
+// refused by the decoder, so the two member sets must be equal.)
+func checkRequired(data []byte, v any, what string) error {
+	canon, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
+	}
+	have, err := memberPaths(data)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
+	}
+	want, err := memberPaths(canon)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
+	}
+	var missing []string
+	for p := range want {
+		if !have[p] {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("%w: %s: missing member %s", ErrMalformed, what, missing[0])
+	}
 	return nil
+}
+
+// memberPaths lists the paths of every object member in a JSON document
+// ("images[0].payload.size"). data has passed checkJSON or was encoded by
+// encoding/json, so its depth and size are bounded.
+func memberPaths(data []byte) (map[string]bool, error) {
+	type frame struct {
+		prefix  string
+		object  bool
+		wantKey bool
+		n       int
+	}
+	paths := map[string]bool{}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var stack []*frame
+	// next returns the path of the value that starts now in the current container.
+	var key string
+	next := func() string {
+		if len(stack) == 0 {
+			return ""
+		}
+		top := stack[len(stack)-1]
+		if top.object {
+			top.wantKey = true
+			return top.prefix + key
+		}
+		p := top.prefix + "[" + strconv.Itoa(top.n) + "]"
+		top.n++
+		return p
+	}
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return paths, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				p := next()
+				prefix := p
+				if t == '{' && p != "" {
+					prefix += "."
+				}
+				stack = append(stack, &frame{prefix: prefix, object: t == '{', wantKey: t == '{'})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if top := stack[len(stack)-1]; top.object && top.wantKey {
+				key = t
+				top.wantKey = false
+				paths[top.prefix+t] = true
+				continue
+			}
+			next()
+		default:
+			next()
+		}
+	}
 }
 
 // checkSchemaVersion reads only the schemaVersion member of a document that
