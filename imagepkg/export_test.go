@@ -1,0 +1,13 @@
+package imagepkg
+
+import "context"
+
+// BuildForTest signs arbitrary metadata and appends arbitrary stored
+// payload bytes, so that tests can make packages whose metadata lies.
+func BuildForTest(ctx context.Context, m *Metadata, stored []byte, s Signer) ([]byte, error) {
+	head, err := signHeader(ctx, m, s)
+	if err != nil {
+		return nil, err
+	}
+	return append(head, stored...), nil
+}

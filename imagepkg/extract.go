@@ -1,0 +1,291 @@
+package imagepkg
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Extract writes the payload of p to dest, verifying it on the way. p's
+// signature must have been checked with p.VerifySignature (else
+// ErrSignature), and its payload not yet read.
+//
+// A "file" payload is written to the file dest through a temporary file in
+// the same directory, renamed to dest only once the whole payload has
+// passed its size and digest checks (an existing file dest is replaced; a
+// directory dest is an error).
+//
+// A "tar" payload is extracted into a new temporary directory next to dest,
+// renamed to dest once the archive and the payload checks have passed; dest
+// must not exist or be an empty directory. Extraction goes through an
+// os.Root and refuses, with ErrUnsafePath: absolute names and names with
+// ".." (filepath.IsLocal), symlinks whose target is absolute or resolves
+// outside the root, hard links to anything but an earlier regular file of
+// the archive, entries below a symlink, duplicate entries, and device
+// files, FIFOs and other special files. Extracted files and directories
+// get the archive's permission bits (0777 mask: setuid, setgid and sticky
+// are dropped), dest itself 0755; owners and times are not restored.
+//
+// On any error nothing is left at dest (beyond what was there) and the
+// temporary file or directory is removed.
+func Extract(ctx context.Context, p *Reader, dest string) error {
+	if !p.sigVerified {
+		return fmt.Errorf("%w: refusing to extract a package whose signature was not verified (call VerifySignature first)", ErrSignature)
+	}
+	if p.consumed {
+		return ErrPayloadConsumed
+	}
+	payload := p.Payload()
+	defer closeReader(payload)
+	switch p.Metadata.Payload.Kind {
+	case KindFile:
+		if fi, err := os.Stat(dest); err == nil && fi.IsDir() {
+			return fmt.Errorf("imagepkg: extract: %s is a directory but the payload is a single file", dest)
+		}
+		return writeFileAtomic(dest, func(f *os.File) error {
+			return copyVerified(ctx, f, payload)
+		})
+	case KindTar:
+		return extractTar(ctx, payload, dest)
+	}
+	return fmt.Errorf("%w: payload kind %q", ErrUnsupported, p.Metadata.Payload.Kind)
+}
+
+func closeReader(r io.Reader) {
+	if c, ok := r.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+// copyVerified copies src to dst until src's io.EOF.
+func copyVerified(ctx context.Context, dst io.Writer, src io.Reader) error {
+	if pr, ok := src.(*payloadReader); ok {
+		_, err := pr.copyTo(ctx, dst)
+		return err
+	}
+	buf := make([]byte, ReadBufferSize)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return fmt.Errorf("imagepkg: writing the payload: %w", werr)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func extractTar(ctx context.Context, payload io.Reader, dest string) (err error) {
+	if fi, err := os.Lstat(dest); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("imagepkg: extract: %s exists and is not a directory", dest)
+		}
+		entries, err := os.ReadDir(dest)
+		if err != nil {
+			return fmt.Errorf("imagepkg: extract: %w", err)
+		}
+		if len(entries) > 0 {
+			return fmt.Errorf("imagepkg: extract: directory %s is not empty", dest)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("imagepkg: extract: %w", err)
+	}
+	clean := filepath.Clean(dest)
+	tmp, err := os.MkdirTemp(filepath.Dir(clean), "."+filepath.Base(clean)+".extract-*")
+	if err != nil {
+		return fmt.Errorf("imagepkg: extract: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	root, err := os.OpenRoot(tmp)
+	if err != nil {
+		return fmt.Errorf("imagepkg: extract: %w", err)
+	}
+	defer root.Close()
+	x := &extractor{ctx: ctx, root: root, kinds: map[string]byte{}, modes: map[string]fs.FileMode{}, buf: make([]byte, ReadBufferSize)}
+	tr := tar.NewReader(payload)
+	for {
+		hdr, terr := tr.Next()
+		if terr == io.EOF {
+			break
+		}
+		if terr == nil {
+			terr = x.entry(tr, hdr)
+		}
+		if terr != nil {
+			// A payload error (digest, size, truncation) explains a broken
+			// archive better than the tar error it caused: report it first.
+			if derr := drain(ctx, payload); derr != nil {
+				return derr
+			}
+			if isPkgError(terr) {
+				return terr
+			}
+			return fmt.Errorf("imagepkg: extract: tar payload: %w", terr)
+		}
+	}
+	// The payload is trusted only once its reader reached io.EOF.
+	if err := drain(ctx, payload); err != nil {
+		return err
+	}
+	if err := x.applyModes(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("imagepkg: extract: %w", err)
+	}
+	if err := root.Close(); err != nil {
+		return fmt.Errorf("imagepkg: extract: %w", err)
+	}
+	if fi, err := os.Lstat(dest); err == nil && fi.IsDir() {
+		if err := os.Remove(dest); err != nil { // empty, checked above
+			return fmt.Errorf("imagepkg: extract: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		return fmt.Errorf("imagepkg: extract: %w", err)
+	}
+	syncDir(filepath.Dir(clean))
+	return nil
+}
+
+func isPkgError(err error) bool {
+	for _, e := range []error{ErrUnsafePath, ErrUnsupported, ErrPayloadDigest, ErrPayloadSize, ErrTruncated, ErrTrailingData} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+type extractor struct {
+	ctx   context.Context
+	root  *os.Root
+	kinds map[string]byte        // cleaned name -> tar type flag of every entry made
+	modes map[string]fs.FileMode // permission bits to apply at the end
+	buf   []byte
+}
+
+func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
+	if err := x.ctx.Err(); err != nil {
+		return err
+	}
+	raw := hdr.Name
+	name := filepath.Clean(filepath.FromSlash(strings.TrimSuffix(raw, "/")))
+	if raw == "" || !filepath.IsLocal(name) || strings.ContainsRune(raw, 0) {
+		return fmt.Errorf("%w: entry %q is absolute or leaves the root", ErrUnsafePath, truncate(raw))
+	}
+	if name == "." {
+		if hdr.Typeflag == tar.TypeDir {
+			return nil
+		}
+		return fmt.Errorf("%w: entry %q names the root", ErrUnsafePath, truncate(raw))
+	}
+	if _, dup := x.kinds[name]; dup {
+		return fmt.Errorf("%w: duplicate entry %q", ErrUnsafePath, truncate(raw))
+	}
+	// Every parent must be a directory made by this archive (or implied by
+	// it), never a symlink or a file.
+	for p := filepath.Dir(name); p != "."; p = filepath.Dir(p) {
+		switch k, ok := x.kinds[p]; {
+		case !ok:
+		case k == tar.TypeDir:
+		default:
+			return fmt.Errorf("%w: entry %q is below %q, which is not a directory", ErrUnsafePath, truncate(raw), p)
+		}
+	}
+	if parent := filepath.Dir(name); parent != "." {
+		if err := x.root.MkdirAll(parent, 0o755); err != nil {
+			return fmt.Errorf("%w: creating %s: %v", ErrUnsafePath, parent, err)
+		}
+		for p := parent; p != "."; p = filepath.Dir(p) {
+			if _, ok := x.kinds[p]; !ok {
+				x.kinds[p] = tar.TypeDir
+			}
+		}
+	}
+	perm := fs.FileMode(hdr.Mode) & fs.ModePerm
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if err := x.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("imagepkg: extract: %w", err)
+		}
+		x.kinds[name] = tar.TypeDir
+		x.modes[name] = perm | fs.ModeDir
+	case tar.TypeReg, tar.TypeRegA:
+		f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("imagepkg: extract: %w", err)
+		}
+		x.kinds[name] = tar.TypeReg
+		x.modes[name] = perm
+		n, err := io.CopyBuffer(struct{ io.Writer }{f}, tr, x.buf)
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("imagepkg: extract: %s: %w", name, err)
+		}
+		if n != hdr.Size {
+			return fmt.Errorf("imagepkg: extract: %s: wrote %d of %d bytes", name, n, hdr.Size)
+		}
+	case tar.TypeSymlink:
+		if !linkStaysInside(filepath.ToSlash(name), hdr.Linkname) {
+			return fmt.Errorf("%w: symlink %q -> %q leaves the root", ErrUnsafePath, truncate(raw), truncate(hdr.Linkname))
+		}
+		if err := x.root.Symlink(hdr.Linkname, name); err != nil {
+			return fmt.Errorf("imagepkg: extract: %w", err)
+		}
+		x.kinds[name] = tar.TypeSymlink
+	case tar.TypeLink:
+		target := filepath.Clean(filepath.FromSlash(hdr.Linkname))
+		if !filepath.IsLocal(target) || x.kinds[target] != tar.TypeReg {
+			return fmt.Errorf("%w: hard link %q -> %q does not name an earlier regular file of the archive", ErrUnsafePath, truncate(raw), truncate(hdr.Linkname))
+		}
+		if err := x.root.Link(target, name); err != nil {
+			return fmt.Errorf("imagepkg: extract: %w", err)
+		}
+		x.kinds[name] = tar.TypeLink
+	case tar.TypeChar, tar.TypeBlock:
+		return fmt.Errorf("%w: %q is a device file", ErrUnsafePath, truncate(raw))
+	case tar.TypeFifo:
+		return fmt.Errorf("%w: %q is a FIFO", ErrUnsafePath, truncate(raw))
+	default:
+		return fmt.Errorf("%w: entry %q has tar type %q", ErrUnsupported, truncate(raw), hdr.Typeflag)
+	}
+	return nil
+}
+
+// applyModes sets permissions, deepest paths first so that read-only
+// directories are closed last.
+func (x *extractor) applyModes() error {
+	names := make([]string, 0, len(x.modes))
+	for n := range x.modes {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return names[i] > names[j] })
+	for _, n := range names {
+		if err := x.root.Chmod(n, x.modes[n].Perm()); err != nil {
+			return fmt.Errorf("imagepkg: extract: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,321 @@
+package imagepkg
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"time"
+)
+
+// PackPath packs the file or directory inputPath into a package written at
+// outPath, and returns the metadata written.
+//
+// A regular file (symlinks to one are followed) becomes a "file" payload. A
+// directory becomes a "tar" payload, a deterministic tar archive: entries
+// in depth-first order with each directory's entries sorted by name,
+// relative slash-separated names ("dir/" for directories), uid and gid 0,
+// empty user and group names, permission bits (and setuid, setgid, sticky)
+// kept, every mtime = opts.ModTime, no access or change times; only
+// regular files, directories and symlinks are allowed (anything else is an
+// error) and symlinks must stay inside the directory (else ErrUnsafePath).
+// Hard-linked files are stored as separate regular files. The output must
+// not be inside the input directory.
+//
+// The package is written to a temporary file in outPath's directory
+// (also used for the payload spool), fsynced, and renamed to outPath only
+// when complete; on any error outPath is untouched and no temporary file is
+// left behind. An uncompressed file payload is not spooled: the file is
+// read twice (hashed, then copied by the kernel), and PackPath fails if
+// its size or modification time changed in between.
+func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, s Signer) (*Metadata, error) {
+	fi, err := os.Stat(inputPath)
+	if err != nil {
+		return nil, fmt.Errorf("imagepkg: input: %w", err)
+	}
+	dir := filepath.Dir(outPath)
+	opts.TempDir = dir
+	switch {
+	case fi.Mode().IsRegular():
+		opts.Kind = KindFile
+	case fi.IsDir():
+		opts.Kind = KindTar
+		if inside, err := isInside(outPath, inputPath); err != nil {
+			return nil, err
+		} else if inside {
+			return nil, fmt.Errorf("%w: output %s is inside the input directory %s", ErrInvalidOptions, outPath, inputPath)
+		}
+	default:
+		return nil, fmt.Errorf("%w: input %s is neither a regular file nor a directory (%s)", ErrInvalidOptions, inputPath, fi.Mode().Type())
+	}
+	if _, err := metadataFromOptions(opts); err != nil {
+		return nil, err
+	}
+	var meta *Metadata
+	err = writeFileAtomic(outPath, func(out *os.File) error {
+		var src io.Reader
+		if opts.Kind == KindTar {
+			pr, pw := io.Pipe()
+			go func() { pw.CloseWithError(WriteTar(ctx, pw, inputPath, opts.ModTime)) }()
+			defer pr.Close()
+			src = pr
+		} else {
+			f, err := os.Open(inputPath)
+			if err != nil {
+				return fmt.Errorf("imagepkg: input: %w", err)
+			}
+			defer f.Close()
+			if opts.Compression == CompressionNone || opts.Compression == "" {
+				var err error
+				meta, err = packFileUncompressed(ctx, out, f, opts, s)
+				return err
+			}
+			src = f
+		}
+		var err error
+		meta, err = Pack(ctx, out, src, opts, s)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return meta, nil
+}
+
+// packFileUncompressed packs the regular file f without a spool: hash it,
+// sign, then copy it after the header. The bytes are those Pack writes.
+func packFileUncompressed(ctx context.Context, out *os.File, f *os.File, opts PackOptions, s Signer) (*Metadata, error) {
+	meta, err := metadataFromOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return nil, fmt.Errorf("%w: no signer", ErrInvalidOptions)
+	}
+	before, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("imagepkg: input: %w", err)
+	}
+	h := sha256.New()
+	src := &ctxReader{ctx: ctx, r: f, progress: opts.Progress}
+	size, err := io.CopyBuffer(h, src, make([]byte, ReadBufferSize))
+	if err != nil {
+		return nil, fmt.Errorf("imagepkg: reading the payload: %w", err)
+	}
+	if size != before.Size() {
+		return nil, fmt.Errorf("imagepkg: input %s changed while being packed (%d bytes read, %d expected)", f.Name(), size, before.Size())
+	}
+	meta.Payload.Size = size
+	meta.Payload.StoredSize = size
+	meta.Payload.SHA256 = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	header, err := signHeader(ctx, meta, s)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := out.Write(header); err != nil {
+		return nil, fmt.Errorf("imagepkg: writing the package header: %w", err)
+	}
+	if opts.Digest != nil {
+		opts.Digest.Write(header)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("imagepkg: input: %w", err)
+	}
+	n, err := copyPayload(out, f, size, opts.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("imagepkg: writing the payload: %w", err)
+	}
+	after, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("imagepkg: input: %w", err)
+	}
+	if n != size || after.Size() != size || !after.ModTime().Equal(before.ModTime()) {
+		return nil, fmt.Errorf("imagepkg: input %s changed while being packed", f.Name())
+	}
+	return meta, nil
+}
+
+func isInside(p, dir string) (bool, error) {
+	ap, err := filepath.Abs(p)
+	if err != nil {
+		return false, fmt.Errorf("imagepkg: %w", err)
+	}
+	ad, err := filepath.Abs(dir)
+	if err != nil {
+		return false, fmt.Errorf("imagepkg: %w", err)
+	}
+	rel, err := filepath.Rel(ad, ap)
+	return err == nil && filepath.IsLocal(rel), nil
+}
+
+// writeFileAtomic calls write with a temporary file next to path, then
+// fsyncs it, renames it to path and fsyncs the directory. On error the
+// temporary file is removed and path is untouched.
+func writeFileAtomic(path string, write func(*os.File) error) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("imagepkg: creating a temporary output file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := write(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("imagepkg: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("imagepkg: syncing %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("imagepkg: closing %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("imagepkg: %w", err)
+	}
+	syncDir(dir)
+	return nil
+}
+
+// syncDir makes a rename durable; errors are ignored because some file
+// systems do not support syncing directories.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// WriteTar writes the directory root as the deterministic tar archive that
+// PackPath packs (see there), with every mtime set to modTime (zero: the
+// Unix epoch).
+func WriteTar(ctx context.Context, w io.Writer, root string, modTime time.Time) error {
+	if modTime.IsZero() {
+		modTime = time.Unix(0, 0)
+	}
+	modTime = modTime.UTC().Truncate(time.Second)
+	tw := tar.NewWriter(w)
+	buf := make([]byte, ReadBufferSize)
+	if err := writeTarDir(ctx, tw, root, "", modTime, buf); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("imagepkg: finishing the tar archive: %w", err)
+	}
+	return nil
+}
+
+func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime time.Time, buf []byte) error {
+	entries, err := os.ReadDir(filepath.Join(root, filepath.FromSlash(rel)))
+	if err != nil {
+		return fmt.Errorf("imagepkg: reading directory: %w", err)
+	}
+	// os.ReadDir sorts by file name.
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		name := path.Join(rel, e.Name())
+		full := filepath.Join(root, filepath.FromSlash(name))
+		fi, err := os.Lstat(full)
+		if err != nil {
+			return fmt.Errorf("imagepkg: %w", err)
+		}
+		hdr := &tar.Header{
+			Name:    name,
+			Mode:    tarMode(fi.Mode()),
+			ModTime: modTime,
+			Format:  tar.FormatPAX,
+		}
+		switch {
+		case fi.Mode().IsRegular():
+			hdr.Typeflag = tar.TypeReg
+			hdr.Size = fi.Size()
+		case fi.IsDir():
+			hdr.Typeflag = tar.TypeDir
+			hdr.Name += "/"
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(full)
+			if err != nil {
+				return fmt.Errorf("imagepkg: %w", err)
+			}
+			if !linkStaysInside(name, target) {
+				return fmt.Errorf("%w: symlink %s -> %s leaves the directory", ErrUnsafePath, name, target)
+			}
+			hdr.Typeflag = tar.TypeSymlink
+			hdr.Linkname = target
+		default:
+			return fmt.Errorf("%w: %s is a %s; only regular files, directories and symlinks can be packed", ErrInvalidOptions, full, fi.Mode().Type())
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("imagepkg: tar entry %s: %w", name, err)
+		}
+		switch hdr.Typeflag {
+		case tar.TypeReg:
+			if err := copyFileInto(tw, full, hdr.Size, buf); err != nil {
+				return err
+			}
+		case tar.TypeDir:
+			if err := writeTarDir(ctx, tw, root, name, modTime, buf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func copyFileInto(w io.Writer, name string, size int64, buf []byte) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return fmt.Errorf("imagepkg: %w", err)
+	}
+	defer f.Close()
+	n, err := io.CopyBuffer(w, io.LimitReader(struct{ io.Reader }{f}, size), buf)
+	if err != nil {
+		return fmt.Errorf("imagepkg: packing %s: %w", name, err)
+	}
+	if n != size {
+		return fmt.Errorf("imagepkg: %s shrank while being packed (%d of %d bytes)", name, n, size)
+	}
+	var one [1]byte
+	if k, _ := f.Read(one[:]); k > 0 {
+		return fmt.Errorf("imagepkg: %s grew while being packed", name)
+	}
+	return nil
+}
+
+// tarMode keeps permission, setuid, setgid and sticky bits.
+func tarMode(m fs.FileMode) int64 {
+	mode := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		mode |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= 0o1000
+	}
+	return mode
+}
+
+// linkStaysInside reports whether a symlink at name (slash-separated,
+// relative to the root) pointing to target resolves, lexically, inside
+// the root.
+func linkStaysInside(name, target string) bool {
+	if target == "" || path.IsAbs(target) || filepath.IsAbs(target) {
+		return false
+	}
+	return filepath.IsLocal(filepath.FromSlash(path.Join(path.Dir(name), target)))
+}
