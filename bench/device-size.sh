@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# bench/device-size.sh - what the device library costs firmware, measured in
+# one run:
+#
+#   size: a minimal update agent linking package device (bench/sizeprog/device)
+#         against a standard-library-only ECDSA/Ed25519 DSSE + sha256 verifier
+#         (bench/sizeprog/stdlib), both built the same way:
+#         GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'
+#         target: ratio <= 1.5x
+#   RSS:  peak resident set size (GNU time) of a device installing and
+#         committing a SIZE-byte image (default 100 MiB) by delta, and by
+#         full package (bench/devicemem); target <= 32 MiB
+#
+# Writes docs/PERFORMANCE-device.md (override with OUT=...). Needs go and
+# GNU time (/usr/bin/time: apt-get install -y time).
+#
+#   usage: bench/device-size.sh        (SIZE=bytes, WORK=dir to keep files)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+OUT=${OUT:-$root/docs/PERFORMANCE-device.md}
+SIZE=${SIZE:-104857600}
+command -v /usr/bin/time >/dev/null || { echo "bench: /usr/bin/time is missing (apt-get install -y time)" >&2; exit 1; }
+work=${WORK:-$(mktemp -d /tmp/upkit-device-bench.XXXXXX)}
+mkdir -p "$work"
+trap '[ -n "${WORK:-}" ] || rm -rf "$work"' EXIT
+
+build_arm64() {
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$2" "$1"
+}
+echo "bench: building the size programs (linux/arm64, stripped)" >&2
+build_arm64 ./bench/sizeprog/device "$work/device-arm64"
+build_arm64 ./bench/sizeprog/stdlib "$work/stdlib-arm64"
+dev_size=$(stat -c %s "$work/device-arm64")
+std_size=$(stat -c %s "$work/stdlib-arm64")
+ratio=$(awk -v a="$dev_size" -v b="$std_size" 'BEGIN { printf "%.2f", a / b }')
+size_ok=$(awk -v r="$ratio" 'BEGIN { print (r <= 1.5) ? "yes" : "NO" }')
+echo "bench: device agent $dev_size bytes, stdlib verifier $std_size bytes, ratio ${ratio}x" >&2
+
+echo "bench: generating a $SIZE-byte update (delta.Create is slow; the measured run is not)" >&2
+go build -o "$work/devicemem" ./bench/devicemem
+rm -rf "$work/gen"
+mkdir -p "$work/gen"
+"$work/devicemem" gen "$work/gen" "$SIZE"
+declare -A rss line
+for dev in dev-delta dev-full; do
+	rm -rf "$work/run"
+	cp -a "$work/gen" "$work/run"
+	line[$dev]=$(/usr/bin/time -v -o "$work/time-$dev.txt" "$work/devicemem" run "$work/run" "$dev")
+	kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$work/time-$dev.txt")
+	rss[$dev]=$(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')
+	echo "bench: $dev: ${line[$dev]}; peak RSS ${rss[$dev]} MiB" >&2
+done
+rss_ok() { awk -v r="$1" 'BEGIN { print (r <= 32) ? "yes" : "NO" }'; }
+
+cat >"$OUT" <<MD
+# Device library: size and memory
+
+Measured by \`bench/device-size.sh\` on $(date -u +%Y-%m-%d), $(go version | cut -d' ' -f3), $(uname -m) host.
+
+## Binary size (linux/arm64, \`CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'\`)
+
+| program | bytes | MiB |
+|---|---:|---:|
+| \`bench/sizeprog/device\`: update agent linking \`device\` (verify, fetch, delta, A/B install, commit) | $dev_size | $(awk -v a="$dev_size" 'BEGIN { printf "%.2f", a / 1048576 }') |
+| \`bench/sizeprog/stdlib\`: stdlib-only DSSE (ECDSA P-256/Ed25519) + sha256 verifier | $std_size | $(awk -v a="$std_size" 'BEGIN { printf "%.2f", a / 1048576 }') |
+| **ratio** (target <= 1.5x) | **${ratio}x** | within target: $size_ok |
+
+## Peak RSS of an update ($SIZE-byte image, GNU time "Maximum resident set size")
+
+| update | result | peak RSS (target <= 32 MiB) |
+|---|---|---:|
+| by delta | ${line[dev-delta]} | ${rss[dev-delta]} MiB ($(rss_ok "${rss[dev-delta]}")) |
+| by full package (zstd) | ${line[dev-full]} | ${rss[dev-full]} MiB ($(rss_ok "${rss[dev-full]}")) |
+
+The measured process (\`bench/devicemem run\`) is Check + Install + Commit
+with the file store, file slots and a directory source: the whole blob is
+hashed while staged, the delta applied from the old slot to the new one
+(or the package streamed through the zstd decoder), the slot read back and
+hashed. Memory is bounded by fixed buffers and decoder windows, not by the
+image size (see also \`TestMemoryFlatDeltaUpdate\` in device/).
+MD
+echo "bench: wrote $OUT" >&2

@@ -1,0 +1,74 @@
+// Package device is the update engine that device firmware links. It decides
+// whether an update may be installed, installs it without ever leaving the
+// device unbootable, and never lets it go back to an older release.
+//
+// # Flow
+//
+//	d, _ := device.New(device.Config{Store: ..., Slots: ..., Hardware: "gw-100", StagingDir: ...})
+//	d.Provision(ctx, embeddedRoot, now)          // once: the trust root the device starts from
+//	plan, err := d.Check(ctx, releaseEnvelope, rootChain, now) // every check, before any download
+//	res, err := d.Install(ctx, source, plan, now) // fetch, verify, write the inactive slots: pending
+//	// reboot into the new slots; if healthy:
+//	d.Commit(ctx)                                 // counters and versions advance, slots switch
+//	// else (boot count exceeded, see RecordBoot):
+//	d.Rollback(ctx)
+//
+// # What the device accepts
+//
+// Check (and Install again, since state may change in between) refuses a
+// release unless: the root chain shipped with it rotates validly from the
+// stored trust root; a threshold of the root's release keys signed it; it
+// has not expired, judged against the later of the device clock and the
+// newest release creation time the device has seen (a device without a
+// clock still refuses what expired before something it saw); it is not
+// older than the newest release seen (ErrFreeze) nor of a lower version than
+// the committed one (ErrRollback); it is for the device's product
+// (ErrProduct) and hardware (ErrHardware); and no image's security version
+// is lower than its component's stored counter (ErrSecurityVersion; equal is
+// allowed, to reinstall). Signature and expiry errors are manifest's
+// (manifest.ErrThreshold, ErrUnknownKey, ErrBadSignature, ErrExpired, ...)
+// and pass through for errors.Is.
+//
+// Install fetches only blobs the verified release lists for the plan's
+// components (ErrNotListed otherwise: mix-and-match), reads at most their
+// signed size (ErrTooLong, ErrTruncated), checks their sha256 (ErrDigest),
+// checks that a delta's base is the committed image (ErrBaseMismatch, before
+// any output), writes only the inactive slot and reads it back against the
+// signed payload digest. A package's own signature is not required: the
+// release, signed by a threshold of release keys, pins each package by
+// digest, which is the stronger guarantee; its signed metadata must match
+// the release's entry.
+//
+// Deltas published after a release (OCI referrers) are not in the signed
+// release; Plan.UseDelta accepts one anyway, because nothing about it is
+// trusted: its size is bounded by the full package's, its header must name
+// the committed image and the signed payload, and the written slot must
+// hash to the signed payload digest.
+//
+// # State, power loss, resume
+//
+// The State (trust root, release version, newest creation time seen,
+// security counters, committed and pending images) lives in a Store whose
+// Save is atomic. The committed image is never written; a crash at any step
+// of Install leaves the committed release bootable and the next Install
+// resumes the download (staged blobs are re-hashed, the source opened at
+// the staged length) and redoes the slot writes. Commit is one state write;
+// the bootloader switch after it (Slots.Activate) is repeated on the next
+// operation if a crash interrupted it. Counters advance only in Commit and
+// never go back.
+//
+// # Resources
+//
+// Time is always a parameter; the package never reads the clock. Memory is
+// bounded by one copy buffer (Limits.BufferSize) and the decoders' fixed
+// windows (imagepkg.MaxDecoderWindow, delta.MaxWindow), whatever the image
+// size. Staging needs disk room for the largest blob of a release.
+//
+// A Device serializes its own methods; the Store and Slots it uses must not
+// be shared with another Device or process at the same time (the file
+// implementations take no locks).
+//
+// The package imports only the standard library, klauspost/compress and
+// upkit's format packages (imagepkg, manifest, delta, internal/pubkey); a
+// test enforces it.
+package device

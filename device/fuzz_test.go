@@ -1,0 +1,50 @@
+package device_test
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/upkit/upkit/device"
+)
+
+// FuzzDecodeState: the state file comes from storage that may be damaged;
+// decoding must never panic, and everything it accepts must re-encode to
+// a state that decodes to the same thing.
+func FuzzDecodeState(f *testing.F) {
+	good, err := device.EncodeState(&device.State{
+		RootEnvelope: []byte(`{"payloadType":"x"}`), RootVersion: 1, Product: "gw", ReleaseVersion: 3,
+		NewestCreated:    time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		SecurityCounters: map[string]uint64{"rootfs": 2},
+		Installed: map[string]device.InstalledImage{"rootfs": {Version: "1.0.0", SecurityVersion: 2,
+			PayloadDigest: "sha256:" + string(bytes.Repeat([]byte("a"), 64)), PayloadSize: 10, Slot: device.SlotA}},
+		Pending: &device.Pending{Product: "gw", ReleaseVersion: 4, Images: map[string]device.InstalledImage{}},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add([]byte("upkit-device-state-v1\nsha256:00\n{}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := device.DecodeState(data)
+		if err != nil {
+			if !errors.Is(err, device.ErrStateCorrupt) {
+				t.Fatalf("error %v does not wrap ErrStateCorrupt", err)
+			}
+			return
+		}
+		again, err := device.EncodeState(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st2, err := device.DecodeState(again)
+		if err != nil {
+			t.Fatalf("re-encoded state does not decode: %v", err)
+		}
+		if st2.ReleaseVersion != st.ReleaseVersion || len(st2.Installed) != len(st.Installed) {
+			t.Fatal("round trip changed the state")
+		}
+	})
+}
