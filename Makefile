@@ -39,3 +39,7 @@ bench:
 
 bench-delta:
 	bench/delta.sh
+
+# docs/cli/ from the command tree; TestCLIDocsCurrent fails when it is stale.
+docs:
+	$(GO) run ./cmd/upkit gen-docs docs/cli

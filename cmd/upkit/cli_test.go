@@ -9,12 +9,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// cliResult is what one in-process run of the CLI produced.
-type cliResult struct {
-	code           int
-	stdout, stderr string
-}
-
 // runCLI runs `upkit args...` in-process with the given environment
 // variables set for the duration of the test.
 func runCLI(t *testing.T, env map[string]string, args ...string) cliResult {

@@ -16,7 +16,14 @@ import (
 // commands is the command tree, one constructor per noun.
 func commands() []*cli.Command {
 	return []*cli.Command{
+		demoCommand(),
 		keyCommand(),
+		packCommand(), inspectCommand(), verifyCommand(),
+		deltaCommand(),
+		rootCommand(), releaseCommand(),
+		pushCommand(), pullCommand(), lsCommand(),
+		deviceCommand(),
+		completionCommand(), genDocsCommand(),
 	}
 }
 

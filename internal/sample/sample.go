@@ -51,13 +51,14 @@ func blob(seed uint64, n int, mutate int) []byte {
 	return b
 }
 
-// RootFS returns the sample root filesystem image of version v (1 or 2) as
-// a deterministic tar archive of about 1.5 MB.
+// RootFS returns the sample root filesystem image of version v (1, 2 or 3)
+// as a deterministic tar archive of about 1.3 MB. Version 3 is version 2
+// with a changed configuration file: the demo's attacker publishes it.
 func RootFS(v int) ([]byte, error) {
-	if v != 1 && v != 2 {
+	if v < 1 || v > 3 {
 		return nil, fmt.Errorf("sample: no root filesystem version %d", v)
 	}
-	agent, err := Agent(v)
+	agent, err := Agent(min(v, 2))
 	if err != nil {
 		return nil, err
 	}
@@ -70,9 +71,9 @@ func RootFS(v int) ([]byte, error) {
 		"usr/lib/libnet.so":   {0o644, blob(2, 384<<10, 0)},
 		"usr/share/demo/motd": {0o644, []byte(strings.Repeat(fmt.Sprintf("Welcome to upkit demo OS %d.0\n", v), 8))},
 	}
-	if v == 2 {
+	if v >= 2 {
 		files["usr/lib/libtls.so"] = file{0o644, blob(3, 96<<10, 0)}
-		files["etc/agent.conf"] = file{0o644, []byte("health_check = true\ninterval = 30s\n")}
+		files["etc/agent.conf"] = file{0o644, []byte(fmt.Sprintf("health_check = true\ninterval = %ds\n", 30*(v-1)))}
 	}
 	return tarOf(files)
 }

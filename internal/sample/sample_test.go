@@ -24,8 +24,8 @@ func TestRootFSDeterministicAndDifferent(t *testing.T) {
 	if sha256.Sum256(a1) == sha256.Sum256(b) {
 		t.Fatal("v1 and v2 are identical")
 	}
-	if _, err := RootFS(3); err == nil {
-		t.Fatal("RootFS(3) should fail")
+	if _, err := RootFS(4); err == nil {
+		t.Fatal("RootFS(4) should fail")
 	}
 	// It is a valid tar holding the agent of its version.
 	tr := tar.NewReader(bytes.NewReader(b))

@@ -1,0 +1,390 @@
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/upkit/upkit/delta"
+	"github.com/upkit/upkit/imagepkg"
+)
+
+func deltaCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "delta",
+		Usage: "make, apply and inspect binary deltas between images",
+		Description: `A delta (patch) turns one image into the next. Its header binds it to the
+old and new images by size and sha256; apply refuses a wrong base before
+writing anything, needs memory bounded by the header (about 10 MiB with the
+defaults, whatever the image size) and checks the new image's digest.
+Format: docs/FORMAT.md.
+
+Example:
+   upkit delta create --from rootfs-1.3.0.upk --to rootfs-1.4.0.upk -o 1.3-to-1.4.patch
+   upkit delta apply --from rootfs-1.3.0.img -o rootfs-1.4.0.img 1.3-to-1.4.patch
+   upkit delta inspect --json 1.3-to-1.4.patch`,
+		Subcommands: []*cli.Command{deltaCreateCommand(), deltaApplyCommand(), deltaInspectCommand()},
+	}
+}
+
+func deltaCreateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "create",
+		Usage:     "make a patch from OLD to NEW",
+		ArgsUsage: " ",
+		Description: `Makes a patch that turns OLD into NEW. OLD and NEW are raw image files
+or .upk image packages; for packages the patch is between their
+uncompressed payloads (each payload's digest is checked while it is read)
+and binds to the payload digests of the packages' metadata. Both images are
+held in memory, plus 4 bytes per byte of OLD. The patch is written to a
+temporary file next to PATCH and renamed when complete. Prints the patch
+digest (sha256:...) on stdout, a summary on stderr.
+
+Example:
+   upkit delta create --from fw-1.0.bin --to fw-1.1.bin -o fw-1.0-1.1.patch
+   upkit delta create --from app-2.0.upk --to app-2.1.upk -o app.patch --model-bits 16`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "from", Usage: "old image `OLD` (raw file or .upk)", Required: true},
+			&cli.StringFlag{Name: "to", Usage: "new image `NEW` (raw file or .upk)", Required: true},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the patch to `PATCH`", Required: true},
+			&cli.IntFlag{Name: "window", Usage: fmt.Sprintf("zstd window in `BYTES` (power of two, %d..%d)", delta.MinWindow, delta.MaxWindow), Value: delta.DefaultWindow},
+			&cli.IntFlag{Name: "block-size", Usage: fmt.Sprintf("output `BYTES` per block (1..%d)", delta.MaxBlockSize), Value: delta.DefaultBlockSize},
+			&cli.IntFlag{Name: "model-bits", Usage: fmt.Sprintf("diff model size `N` (%d..%d): apply needs about 9<<N bytes for it", delta.MinModelBits, delta.MaxModelBits), Value: delta.DefaultModelBits},
+		},
+		Action: deltaCreateAction,
+	}
+}
+
+func deltaCreateAction(c *cli.Context) error {
+	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	opts := &delta.Options{Window: c.Int("window"), BlockSize: c.Int("block-size"), ModelBits: c.Int("model-bits")}
+	old, oldPkg, err := readImage(c, c.String("from"))
+	if err != nil {
+		return err
+	}
+	new, newPkg, err := readImage(c, c.String("to"))
+	if err != nil {
+		return err
+	}
+	out := c.String("output")
+	sum := sha256.New()
+	var h *delta.Header
+	err = atomicWrite(out, func(w io.Writer) error {
+		bw := bufio.NewWriter(io.MultiWriter(w, sum))
+		var err error
+		if h, err = delta.Create(c.Context, old, new, bw, opts); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+	if err != nil {
+		if errors.Is(err, delta.ErrOptions) {
+			return usageError("%v", err)
+		}
+		return err
+	}
+	// A package's payload digest is what the patch must bind to.
+	for _, p := range []struct {
+		pkg  *imagepkg.Reader
+		got  string
+		name string
+	}{{oldPkg, h.OldDigest(), c.String("from")}, {newPkg, h.NewDigest(), c.String("to")}} {
+		if p.pkg != nil && p.pkg.Metadata.Payload.SHA256 != p.got {
+			return fmt.Errorf("%s: payload digest %s, metadata says %s", p.name, p.got, p.pkg.Metadata.Payload.SHA256)
+		}
+	}
+	fmt.Fprintf(c.App.ErrWriter, "upkit: %s: %d bytes (%.2f%% of the new image), %s -> %s\n",
+		out, h.PatchSize(), 100*float64(h.PatchSize())/float64(max(h.NewSize, 1)), h.OldDigest(), h.NewDigest())
+	fmt.Fprintf(c.App.Writer, "sha256:%s\n", hex.EncodeToString(sum.Sum(nil)))
+	return nil
+}
+
+// readImage reads a raw image, or the verified payload of a .upk package
+// (whose signature is not checked here: the patch binds to its digest).
+func readImage(c *cli.Context, path string) ([]byte, *imagepkg.Reader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	if head, _ := br.Peek(len(imagepkg.Magic)); string(head) != imagepkg.Magic {
+		st, err := f.Stat()
+		if err != nil {
+			return nil, nil, err
+		}
+		if st.Size() > delta.MaxImageSize {
+			return nil, nil, fmt.Errorf("%s: %d bytes, more than the %d a patch allows", path, st.Size(), int64(delta.MaxImageSize))
+		}
+		b, err := readExactly(br, st.Size())
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading %s: %w", path, err)
+		}
+		return b, nil, nil
+	}
+	p, err := imagepkg.Open(br)
+	if err != nil {
+		return nil, nil, verifyError(fmt.Errorf("%s: %w", path, err))
+	}
+	if p.Metadata.Payload.Size > delta.MaxImageSize {
+		return nil, nil, fmt.Errorf("%s: payload of %d bytes, more than the %d a patch allows", path, p.Metadata.Payload.Size, int64(delta.MaxImageSize))
+	}
+	// Reading to io.EOF is what verifies the payload's size and digest.
+	b, err := readExactly(p.Payload(), p.Metadata.Payload.Size)
+	if err != nil {
+		return nil, nil, verifyError(fmt.Errorf("%s: payload: %w", path, err))
+	}
+	return b, p, nil
+}
+
+// readExactly reads r to its end into one buffer of exactly size bytes
+// (the images are large: no growing and copying), failing if r holds a
+// different number of bytes.
+func readExactly(r io.Reader, size int64) ([]byte, error) {
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	var one [1]byte
+	if n, err := r.Read(one[:]); n > 0 {
+		return nil, fmt.Errorf("longer than the expected %d bytes", size)
+	} else if err == nil {
+		// A reader may return 0, nil; insist on the end.
+		if _, err := io.ReadFull(r, one[:]); !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("longer than the expected %d bytes (%v)", size, err)
+		}
+	} else if !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b, nil
+}
+
+func deltaApplyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "apply",
+		Usage:     "apply PATCH to OLD, writing the new image",
+		ArgsUsage: "PATCH",
+		Description: `Rebuilds the new image from OLD and PATCH. OLD is read by random access
+(a .upk package's payload is first extracted, verified, to a temporary file
+next to NEW), PATCH as a stream, and NEW is written sequentially to a
+temporary file, renamed only once the new image's size and sha256 match the
+patch header. A wrong OLD is refused before anything is written. Memory is
+bounded by the patch header (see upkit delta inspect), not by the image
+size. Prints the new image digest (sha256:...) on stdout. Exit code 1 for a
+wrong base, a corrupt patch or a digest mismatch.
+
+Example:
+   upkit delta apply --from fw-1.0.bin -o fw-1.1.bin fw-1.0-1.1.patch`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "from", Usage: "old image `OLD` (raw file or .upk)", Required: true},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the new image to `NEW`", Required: true},
+		},
+		Action: deltaApplyAction,
+	}
+}
+
+func deltaApplyAction(c *cli.Context) error {
+	if err := needArgs(c, 1, 1, "one PATCH"); err != nil {
+		return err
+	}
+	// The heap is small and long-lived (model tables, one block): collect
+	// often rather than let garbage double the resident size.
+	defer debug.SetGCPercent(debug.SetGCPercent(20))
+	patchPath, out := c.Args().First(), c.String("output")
+	oldPath, cleanup, err := oldImageFile(c, c.String("from"), filepath.Dir(out))
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	old, err := os.Open(oldPath)
+	if err != nil {
+		return err
+	}
+	defer old.Close()
+	st, err := old.Stat()
+	if err != nil {
+		return err
+	}
+	pf, err := os.Open(patchPath)
+	if err != nil {
+		return err
+	}
+	defer pf.Close()
+	if same, err := sameFile(c.String("from"), out); err == nil && same {
+		return usageError("--output %s is the old image; write the new image elsewhere", out)
+	}
+	var h *delta.Header
+	err = atomicWrite(out, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 64<<10)
+		var err error
+		if h, err = delta.Apply(c.Context, old, st.Size(), bufio.NewReaderSize(pf, 64<<10), bw); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+	if err != nil {
+		if isDeltaRejection(err) {
+			return verifyError(fmt.Errorf("%s: %w", patchPath, err))
+		}
+		return err
+	}
+	fmt.Fprintf(c.App.ErrWriter, "upkit: %s: %d bytes, %s\n", out, h.NewSize, h.NewDigest())
+	fmt.Fprintln(c.App.Writer, h.NewDigest())
+	return nil
+}
+
+func isDeltaRejection(err error) bool {
+	for _, s := range []error{delta.ErrMagic, delta.ErrVersion, delta.ErrBounds, delta.ErrCorrupt,
+		delta.ErrTruncated, delta.ErrTrailingData, delta.ErrWrongBase, delta.ErrNewDigest} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func sameFile(a, b string) (bool, error) {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(sa, sb), nil
+}
+
+// oldImageFile returns a file holding the old image: path itself, or for a
+// .upk package its payload extracted (and verified) to a temporary file in
+// dir, removed by cleanup.
+func oldImageFile(c *cli.Context, path, dir string) (string, func(), error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", nil, err
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	if head, _ := br.Peek(len(imagepkg.Magic)); string(head) != imagepkg.Magic {
+		return path, func() {}, nil
+	}
+	p, err := imagepkg.Open(br)
+	if err != nil {
+		return "", nil, verifyError(fmt.Errorf("%s: %w", path, err))
+	}
+	tmp, err := os.CreateTemp(dir, ".upkit-delta-old-*")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { tmp.Close(); os.Remove(tmp.Name()) }
+	if _, err := io.Copy(tmp, p.Payload()); err != nil {
+		cleanup()
+		return "", nil, verifyError(fmt.Errorf("%s: payload: %w", path, err))
+	}
+	if err := tmp.Close(); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return tmp.Name(), cleanup, nil
+}
+
+func deltaInspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "print a patch's header",
+		ArgsUsage: "PATCH",
+		Description: `Prints the header of PATCH: format version and algorithm, the old and new
+images' sizes and digests, the body's bounds (window, block size, control
+size, model size) and the memory apply will need, the patch size and its
+digest (sha256 of the whole file, which release manifests reference). Fails
+(exit 1) when the header is invalid or the file size differs from the
+header's. The body is not decoded: apply checks it.
+
+Example:
+   upkit delta inspect fw-1.0-1.1.patch
+   upkit delta inspect --json fw-1.0-1.1.patch | jq -r .newDigest`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
+		},
+		Action: deltaInspectAction,
+	}
+}
+
+// deltaInfo is what delta inspect prints.
+type deltaInfo struct {
+	File           string `json:"file"`
+	PatchDigest    string `json:"patchDigest"`
+	PatchSize      int64  `json:"patchSize"`
+	Version        int    `json:"version"`
+	Algorithm      string `json:"algorithm"`
+	OldSize        int64  `json:"oldSize"`
+	OldDigest      string `json:"oldDigest"`
+	NewSize        int64  `json:"newSize"`
+	NewDigest      string `json:"newDigest"`
+	Window         uint32 `json:"window"`
+	BlockSize      uint32 `json:"blockSize"`
+	CtrlSize       uint32 `json:"ctrlSize"`
+	ModelBits      int    `json:"modelBits"`
+	BodySize       int64  `json:"bodySize"`
+	MaxApplyMemory int64  `json:"maxApplyMemory"`
+}
+
+func deltaInspectAction(c *cli.Context) error {
+	if err := needArgs(c, 1, 1, "one PATCH"); err != nil {
+		return err
+	}
+	path := c.Args().First()
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sum := sha256.New()
+	h, err := delta.ReadHeader(io.TeeReader(f, sum))
+	if err != nil {
+		return verifyError(fmt.Errorf("%s: %w", path, err))
+	}
+	n, err := io.Copy(sum, f)
+	if err != nil {
+		return err
+	}
+	if size := delta.HeaderSize + n; size != h.PatchSize() {
+		return verifyError(fmt.Errorf("%s: %d bytes, header declares %d", path, size, h.PatchSize()))
+	}
+	info := deltaInfo{
+		File: path, PatchDigest: "sha256:" + hex.EncodeToString(sum.Sum(nil)), PatchSize: h.PatchSize(),
+		Version: int(h.Version), Algorithm: h.Algorithm.String(),
+		OldSize: h.OldSize, OldDigest: h.OldDigest(), NewSize: h.NewSize, NewDigest: h.NewDigest(),
+		Window: h.Window, BlockSize: h.BlockSize, CtrlSize: h.CtrlSize, ModelBits: int(h.ModelBits),
+		BodySize: h.BodySize, MaxApplyMemory: h.MaxApplyMemory(),
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(info)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "file:             %s\n", info.File)
+	fmt.Fprintf(w, "patch digest:     %s\n", info.PatchDigest)
+	fmt.Fprintf(w, "patch size:       %d\n", info.PatchSize)
+	fmt.Fprintf(w, "format:           version %d, algorithm %s\n", info.Version, info.Algorithm)
+	fmt.Fprintf(w, "old image:        %d bytes, %s\n", info.OldSize, info.OldDigest)
+	fmt.Fprintf(w, "new image:        %d bytes, %s\n", info.NewSize, info.NewDigest)
+	fmt.Fprintf(w, "window:           %d\n", info.Window)
+	fmt.Fprintf(w, "block size:       %d\n", info.BlockSize)
+	fmt.Fprintf(w, "control size:     %d\n", info.CtrlSize)
+	fmt.Fprintf(w, "model bits:       %d\n", info.ModelBits)
+	fmt.Fprintf(w, "apply memory:     %d bytes at most (buffers and model)\n", info.MaxApplyMemory)
+	return nil
+}

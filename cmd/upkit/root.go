@@ -1,0 +1,559 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/upkit/upkit/manifest"
+	"github.com/upkit/upkit/signing"
+)
+
+func rootCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "root",
+		Usage: "create, sign, rotate and verify the trust root (the keys devices trust)",
+		Description: `A trust root lists the public keys devices trust and two roles: "root"
+keys sign new versions of the root, "release" keys sign release manifests,
+each with a threshold of signatures required. It is a DSSE envelope
+(docs/FORMAT.md). A new root version N+1 is accepted by devices only if a
+threshold of version N's root keys AND a threshold of its own root keys
+signed it: keys are rotated and revoked without reflashing.
+
+Example:
+   upkit root init --root-key alice.pub --root-key bob.pub --root-threshold 2 \
+     --release-key ci.pub --expires 365d -o root.json
+   upkit root sign --key alice.key root.json
+   upkit root sign --key bob.key root.json
+   upkit root verify root.json`,
+		Subcommands: []*cli.Command{
+			rootInitCommand(),
+			rootSignCommand(),
+			rootRotateCommand(),
+			rootVerifyCommand(),
+		},
+	}
+}
+
+func rootInitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "init",
+		Usage:     "write a new, unsigned trust root (version 1)",
+		ArgsUsage: " ",
+		Description: `Writes an unsigned root: the given public keys, the root and release roles
+with their thresholds, version 1 (or --version) and an expiry. Sign it with
+"upkit root sign" by a threshold of the root keys before devices accept it.
+OUT must not exist unless --force.
+
+Example:
+   upkit root init --root-key alice.pub --root-key bob.pub --root-key carol.pub \
+     --root-threshold 2 --release-key ci.pub --release-threshold 1 \
+     --expires 365d -o root.json`,
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "root-key", Usage: "public key `PUB` file of a root key (repeatable)", Required: true},
+			&cli.IntFlag{Name: "root-threshold", Value: 1, Usage: "root signatures `N` needed for a new root version"},
+			&cli.StringSliceFlag{Name: "release-key", Usage: "public key `PUB` file of a release key (repeatable)", Required: true},
+			&cli.IntFlag{Name: "release-threshold", Value: 1, Usage: "release signatures `M` needed for a release"},
+			&cli.StringFlag{Name: "expires", Value: "365d", Usage: "expiry: a `DURATION` from now (365d, 12h) or an RFC 3339 time"},
+			&cli.Uint64Flag{Name: "version", Value: 1, Usage: "root version `N`"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the root to `OUT.json`", Required: true},
+			&cli.BoolFlag{Name: "force", Usage: "overwrite OUT if it exists"},
+		},
+		Action: rootInitAction,
+	}
+}
+
+func rootInitAction(c *cli.Context) error {
+	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	out := c.String("output")
+	if err := mfCheckOutput(c, out); err != nil {
+		return err
+	}
+	expires, err := mfExpiry(c.String("expires"), time.Now())
+	if err != nil {
+		return usageError("--expires: %v", err)
+	}
+	rootKeys, err := loadPublicKeys(c.StringSlice("root-key"))
+	if err != nil {
+		return fmt.Errorf("--root-key: %w", err)
+	}
+	releaseKeys, err := loadPublicKeys(c.StringSlice("release-key"))
+	if err != nil {
+		return fmt.Errorf("--release-key: %w", err)
+	}
+	r := &manifest.Root{
+		SchemaVersion: manifest.SchemaVersion,
+		Version:       c.Uint64("version"),
+		Expires:       expires,
+		Keys:          map[string]manifest.Key{},
+		Roles: manifest.Roles{
+			Root:    manifest.Role{Threshold: c.Int("root-threshold")},
+			Release: manifest.Role{Threshold: c.Int("release-threshold")},
+		},
+	}
+	for _, k := range rootKeys {
+		if slices.Contains(r.Roles.Root.KeyIDs, k.ID) {
+			return usageError("--root-key: key %s given twice", k.ID)
+		}
+		id, entry := manifest.KeyOf(k)
+		r.Keys[id] = entry
+		r.Roles.Root.KeyIDs = append(r.Roles.Root.KeyIDs, id)
+	}
+	for _, k := range releaseKeys {
+		if slices.Contains(r.Roles.Release.KeyIDs, k.ID) {
+			return usageError("--release-key: key %s given twice", k.ID)
+		}
+		id, entry := manifest.KeyOf(k)
+		r.Keys[id] = entry
+		r.Roles.Release.KeyIDs = append(r.Roles.Release.KeyIDs, id)
+	}
+	if err := mfCheckThresholds(r); err != nil {
+		return err
+	}
+	env, err := manifest.NewRootEnvelope(r)
+	if err != nil {
+		return err
+	}
+	if err := mfWriteEnvelope(out, env); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.ErrWriter, "wrote unsigned root version %d to %s (%s); now sign it with %d of the root keys: upkit root sign --key KEY %s\n",
+		r.Version, out, mfRolesSummary(r), r.Roles.Root.Threshold, out)
+	return nil
+}
+
+func rootSignCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "sign",
+		Usage:     "add one signature to a root (in place)",
+		ArgsUsage: "ROOT.json",
+		Description: `Signs ROOT.json with one key and rewrites it in place, atomically. The
+signatures already there are kept (a new signature by the same key replaces
+its old one), so holders of different keys, offline machines and KMS or
+PKCS#11 keys can each add theirs in turn. A new root version needs a
+threshold of the previous version's root keys and of its own.
+
+Example:
+   UPKIT_PASSWORD=secret upkit root sign --key alice.key root.json
+   upkit root sign --key awskms:///alias/upkit-root root.json`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "key", Usage: "signing key `KEYREF`: key file (password from UPKIT_PASSWORD or a prompt) or KMS/pkcs11 URI", Required: true},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, 1, "one ROOT.json"); err != nil {
+				return err
+			}
+			path := c.Args().First()
+			env, r, err := mfReadRoot(path)
+			if err != nil {
+				return err
+			}
+			signer, err := loadSigner(c, c.String("key"))
+			if err != nil {
+				return err
+			}
+			if err := manifest.Sign(c.Context, env, signer); err != nil {
+				return err
+			}
+			if err := mfWriteEnvelope(path, env); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.ErrWriter, "signed root version %d in %s with key %s (%d signature(s))\n", r.Version, path, signer.KeyID(), len(env.Signatures))
+			if !slices.Contains(r.Roles.Root.KeyIDs, signer.KeyID()) {
+				if r.Version > 1 {
+					fmt.Fprintf(c.App.ErrWriter, "note: key %s is not a root key of this root; its signature counts only if it is a root key of version %d\n", signer.KeyID(), r.Version-1)
+				} else {
+					fmt.Fprintf(c.App.ErrWriter, "warning: key %s is not a root key of this root: its signature does not count\n", signer.KeyID())
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func rootRotateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rotate",
+		Usage:     "write the next version of a root with keys added or removed",
+		ArgsUsage: " ",
+		Description: `Reads the current root and writes version N+1, unsigned, with the changes
+asked for; every other field is kept, the expiry is renewed. Devices accept
+it only once it carries a threshold of signatures from version N's root keys
+AND a threshold from its own root keys: sign it with "upkit root sign" by
+both groups. A key removed from every role is dropped from the root, so a
+revoked release key stops counting as soon as devices take the new root.
+
+Example:
+   upkit root rotate --from root.json --add-release-key ci-2026.pub \
+     --remove-key 3f5a...c2 -o root-v2.json
+   upkit root sign --key alice.key root-v2.json   # old (and new) root key
+   upkit root sign --key bob.key root-v2.json
+   upkit root verify root.json root-v2.json       # chain check`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "from", Usage: "the `CURRENT.json` root (version N)", Required: true},
+			&cli.StringSliceFlag{Name: "add-root-key", Usage: "add a root key from a public key `PUB` file (repeatable)"},
+			&cli.StringSliceFlag{Name: "add-release-key", Usage: "add a release key from a public key `PUB` file (repeatable)"},
+			&cli.StringSliceFlag{Name: "remove-key", Usage: "remove the key with this key `ID` (or public key file) from every role (repeatable)"},
+			&cli.IntFlag{Name: "root-threshold", Usage: "new root threshold `N` (default: unchanged)"},
+			&cli.IntFlag{Name: "release-threshold", Usage: "new release threshold `M` (default: unchanged)"},
+			&cli.StringFlag{Name: "expires", Value: "365d", Usage: "expiry of the new version: a `DURATION` from now (365d, 12h) or an RFC 3339 time"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the new root to `NEXT.json`", Required: true},
+			&cli.BoolFlag{Name: "force", Usage: "overwrite NEXT.json if it exists"},
+		},
+		Action: rootRotateAction,
+	}
+}
+
+func rootRotateAction(c *cli.Context) error {
+	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	out := c.String("output")
+	if err := mfCheckOutput(c, out); err != nil {
+		return err
+	}
+	expires, err := mfExpiry(c.String("expires"), time.Now())
+	if err != nil {
+		return usageError("--expires: %v", err)
+	}
+	_, cur, err := mfReadRoot(c.String("from"))
+	if err != nil {
+		return err
+	}
+	if cur.Version == ^uint64(0) {
+		return fmt.Errorf("root version %d cannot be incremented", cur.Version)
+	}
+	next := cur.Clone()
+	next.Version = cur.Version + 1
+	next.Expires = expires
+
+	var removed []string
+	for _, ref := range c.StringSlice("remove-key") {
+		id, err := mfKeyIDRef(ref)
+		if err != nil {
+			return usageError("--remove-key %q: %v", ref, err)
+		}
+		if _, ok := next.Keys[id]; !ok {
+			return usageError("--remove-key %s: the current root has no such key", id)
+		}
+		next.Roles.Root.KeyIDs = slices.DeleteFunc(next.Roles.Root.KeyIDs, func(s string) bool { return s == id })
+		next.Roles.Release.KeyIDs = slices.DeleteFunc(next.Roles.Release.KeyIDs, func(s string) bool { return s == id })
+		delete(next.Keys, id)
+		removed = append(removed, id)
+	}
+	add := func(flag string, role *manifest.Role) error {
+		keys, err := loadPublicKeys(c.StringSlice(flag))
+		if err != nil {
+			return fmt.Errorf("--%s: %w", flag, err)
+		}
+		for _, k := range keys {
+			if slices.Contains(removed, k.ID) {
+				return usageError("--%s: key %s is also given to --remove-key", flag, k.ID)
+			}
+			if slices.Contains(role.KeyIDs, k.ID) {
+				return usageError("--%s: key %s already has this role", flag, k.ID)
+			}
+			id, entry := manifest.KeyOf(k)
+			next.Keys[id] = entry
+			role.KeyIDs = append(role.KeyIDs, id)
+		}
+		return nil
+	}
+	if err := add("add-root-key", &next.Roles.Root); err != nil {
+		return err
+	}
+	if err := add("add-release-key", &next.Roles.Release); err != nil {
+		return err
+	}
+	if c.IsSet("root-threshold") {
+		next.Roles.Root.Threshold = c.Int("root-threshold")
+	}
+	if c.IsSet("release-threshold") {
+		next.Roles.Release.Threshold = c.Int("release-threshold")
+	}
+	if err := mfCheckThresholds(next); err != nil {
+		return err
+	}
+	env, err := manifest.NewRootEnvelope(next)
+	if err != nil {
+		return err
+	}
+	if err := mfWriteEnvelope(out, env); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.ErrWriter, "wrote unsigned root version %d to %s (%s); sign it with %d root key(s) of version %d and %d of version %d\n",
+		next.Version, out, mfRolesSummary(next), cur.Roles.Root.Threshold, cur.Version, next.Roles.Root.Threshold, next.Version)
+	return nil
+}
+
+func rootVerifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "verify a root, or a chain of root versions, as a device would",
+		ArgsUsage: "ROOT.json [NEXT.json...]",
+		Description: `Without --trusted, the first ROOT.json must be signed by a threshold of its
+own root keys and not expired (initial provisioning); with --trusted, it is
+the first step after the trusted root. Each following file must be the next
+version, signed by a threshold of the previous version's root keys and of
+its own. Intermediate versions may have expired; the last may not. Exit
+code 1 when verification fails.
+
+Example:
+   upkit root verify root.json
+   upkit root verify --trusted root-v1.json root-v2.json root-v3.json
+   upkit root verify --now 2027-01-01T00:00:00Z --json root.json`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "trusted", Usage: "the root `TRUSTED.json` a device already holds (taken as trusted, not re-verified)"},
+			&cli.StringFlag{Name: "now", Usage: "reference `TIME` (RFC 3339) for expiry checks (default: now)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the verified root as JSON on stdout"},
+		},
+		Action: rootVerifyAction,
+	}
+}
+
+func rootVerifyAction(c *cli.Context) error {
+	if err := needArgs(c, 1, -1, "one or more ROOT.json files"); err != nil {
+		return err
+	}
+	now, err := mfNow(c)
+	if err != nil {
+		return err
+	}
+	files := c.Args().Slice()
+	var trusted *manifest.Root
+	if t := c.String("trusted"); t != "" {
+		if _, trusted, err = mfReadRoot(t); err != nil {
+			return err
+		}
+	} else {
+		data, err := mfReadFile(files[0])
+		if err != nil {
+			return err
+		}
+		files = files[1:]
+		if len(files) == 0 {
+			trusted, err = manifest.VerifySelfSignedRoot(data, now)
+		} else {
+			// The first root only starts the chain: check its
+			// signatures at an instant it is valid; only the last
+			// root's expiry matters (VerifyRootChain).
+			trusted, err = manifest.VerifySelfSignedRoot(data, mfFirstValidInstant(data))
+		}
+		if err != nil {
+			return verifyError(fmt.Errorf("%s: %w", c.Args().First(), err))
+		}
+	}
+	chain := make([][]byte, 0, len(files))
+	for _, f := range files {
+		data, err := mfReadFile(f)
+		if err != nil {
+			return err
+		}
+		chain = append(chain, data)
+	}
+	final, err := manifest.VerifyRootChain(trusted, chain, now)
+	if err != nil {
+		return verifyError(err)
+	}
+	if c.Bool("json") {
+		return mfPrintJSON(c.App.Writer, map[string]any{"verified": true, "root": final})
+	}
+	fmt.Fprintf(c.App.ErrWriter, "root OK: version %d, expires %s, %s\n", final.Version, final.Expires.UTC().Format(time.RFC3339), mfRolesSummary(final))
+	return nil
+}
+
+// mfFirstValidInstant returns a time at which a root envelope is not
+// expired (its creation is unknown; its expiry is the latest valid
+// instant), or the zero time if it cannot be parsed (verification then
+// reports why).
+func mfFirstValidInstant(data []byte) time.Time {
+	env, err := manifest.ParseEnvelope(data)
+	if err != nil {
+		return time.Time{}
+	}
+	r, err := manifest.ParseRoot(env.Payload)
+	if err != nil {
+		return time.Time{}
+	}
+	return r.Expires
+}
+
+// mfReadFile reads a manifest or root file, refusing files over
+// manifest.MaxDocumentSize before reading them whole.
+func mfReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, manifest.MaxDocumentSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(data) > manifest.MaxDocumentSize {
+		return nil, fmt.Errorf("%s: %w: over %d bytes", path, manifest.ErrTooLarge, manifest.MaxDocumentSize)
+	}
+	return data, nil
+}
+
+// mfReadRoot reads a root envelope and parses it strictly, without checking
+// signatures (for signing, rotating, or a root the user declares trusted).
+func mfReadRoot(path string) (*manifest.Envelope, *manifest.Root, error) {
+	data, err := mfReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	env, err := manifest.ParseEnvelope(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if env.PayloadType != manifest.RootPayloadType {
+		return nil, nil, fmt.Errorf("%s: %w: %q is not a trust root (want %s)", path, manifest.ErrPayloadType, env.PayloadType, manifest.RootPayloadType)
+	}
+	r, err := manifest.ParseRoot(env.Payload)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return env, r, nil
+}
+
+// mfLoadTrustedRoot reads a root file that the user passes as the trust
+// anchor and verifies it as a device verifies its provisioned root: a
+// threshold of its own root keys, not expired at now.
+func mfLoadTrustedRoot(path string, now time.Time) (*manifest.Root, error) {
+	data, err := mfReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := manifest.VerifySelfSignedRoot(data, now)
+	if err != nil {
+		return nil, verifyError(fmt.Errorf("trust root %s: %w", path, err))
+	}
+	return r, nil
+}
+
+// mfWriteEnvelope writes an envelope atomically.
+func mfWriteEnvelope(path string, env *manifest.Envelope) error {
+	data, err := env.Marshal()
+	if err != nil {
+		return err
+	}
+	return atomicWrite(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// mfCheckOutput refuses to overwrite an existing file without --force.
+func mfCheckOutput(c *cli.Context, path string) error {
+	if c.Bool("force") {
+		return nil
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return usageError("%s exists (use --force to overwrite)", path)
+	}
+	return nil
+}
+
+// mfCheckThresholds explains threshold mistakes as usage errors before the
+// manifest package rejects them.
+func mfCheckThresholds(r *manifest.Root) error {
+	for _, role := range []struct {
+		name string
+		r    manifest.Role
+	}{{"root", r.Roles.Root}, {"release", r.Roles.Release}} {
+		n := len(role.r.KeyIDs)
+		if n == 0 {
+			return usageError("the %s role would have no keys", role.name)
+		}
+		if role.r.Threshold < 1 || role.r.Threshold > n {
+			return usageError("--%s-threshold %d: want 1 to %d (the number of %s keys)", role.name, role.r.Threshold, n, role.name)
+		}
+	}
+	return nil
+}
+
+// mfKeyIDRef turns a --remove-key argument into a key ID: a 64-hex key ID,
+// or a public key file.
+func mfKeyIDRef(ref string) (string, error) {
+	if len(ref) == 64 && strings.Trim(ref, "0123456789abcdef") == "" {
+		return ref, nil
+	}
+	k, err := signing.LoadPublicKey(ref)
+	if err != nil {
+		return "", fmt.Errorf("neither a key ID (64 lowercase hex) nor a readable public key file: %w", err)
+	}
+	return k.ID, nil
+}
+
+// mfExpiry turns an --expires value into a time: a duration after from
+// ("365d", "30d", "12h", "90m") or an absolute RFC 3339 time. The result is
+// in UTC, whole seconds.
+func mfExpiry(s string, from time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.UTC().Truncate(time.Second), nil
+	}
+	d, err := mfParseDuration(s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return from.UTC().Truncate(time.Second).Add(d), nil
+}
+
+// mfParseDuration parses a positive duration: N followed by d (days), or
+// anything time.ParseDuration accepts (12h, 90m, 1h30m). At most 100 years.
+func mfParseDuration(s string) (time.Duration, error) {
+	const max = 100 * 365 * 24 * time.Hour
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 32)
+		if err != nil || n > 36500 {
+			return 0, fmt.Errorf("%q: want a number of days like 30d (at most 36500d)", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("%q: want a duration like 365d, 30d or 12h, or an RFC 3339 time", s)
+		}
+	}
+	if d <= 0 || d > max {
+		return 0, fmt.Errorf("%q: want a positive duration of at most 100 years", s)
+	}
+	return d, nil
+}
+
+// mfNow returns the --now flag's time, or the current time.
+func mfNow(c *cli.Context) (time.Time, error) {
+	s := c.String("now")
+	if s == "" {
+		return time.Now().UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, usageError("--now %q: want an RFC 3339 time like 2026-01-02T15:04:05Z", s)
+	}
+	return t.UTC(), nil
+}
+
+// mfRolesSummary describes the roles of a root: "root keys 2 of 3, release keys 1 of 1".
+func mfRolesSummary(r *manifest.Root) string {
+	return fmt.Sprintf("root keys %d of %d, release keys %d of %d",
+		r.Roles.Root.Threshold, len(r.Roles.Root.KeyIDs), r.Roles.Release.Threshold, len(r.Roles.Release.KeyIDs))
+}
+
+// mfPrintJSON writes v as indented JSON.
+func mfPrintJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
