@@ -2,7 +2,7 @@
 // directories, and fetches them back blob by blob.
 //
 // A release is one OCI image-spec 1.1 artifact manifest (see
-// docs/FORMAT-oci.md): artifactType ArtifactTypeRelease, the empty config
+// docs/FORMAT.md, "OCI mapping"): artifactType ArtifactTypeRelease, the empty config
 // descriptor, and one layer per file: the signed release envelope
 // (MediaTypeRelease), every image package (MediaTypePackage) and every delta
 // (MediaTypeDelta). Deltas made later attach to a published release as a
@@ -29,7 +29,7 @@ import (
 	"fmt"
 )
 
-// Media and artifact types of the upkit OCI mapping (docs/FORMAT-oci.md).
+// Media and artifact types of the upkit OCI mapping (docs/FORMAT.md, "OCI mapping").
 const (
 	// ArtifactTypeRelease is the artifactType of a release manifest.
 	ArtifactTypeRelease = "application/vnd.upkit.release.v1+json"

@@ -34,7 +34,7 @@ func pushCommand() *cli.Command {
 		Usage:     "publish a signed release (envelope, packages, deltas) to an OCI registry or layout",
 		ArgsUsage: "RELEASE.json|DIR REF",
 		Description: `Publishes a release as one OCI artifact (image-spec 1.1, artifactType
-application/vnd.upkit.release.v1+json; docs/FORMAT-oci.md): the signed
+application/vnd.upkit.release.v1+json; docs/FORMAT.md, "OCI mapping"): the signed
 release envelope, every package and every delta it lists, found by digest
 among the files next to RELEASE.json (or in DIR, whose release envelope is
 release.json or the only *.json release in it). REF is host[:port]/repo[:tag]

@@ -806,7 +806,7 @@ func releaseCorpus(t *testing.T) {
 
 // --- deltas ---
 
-// crcTable is CRC-32C, the header checksum of docs/FORMAT-delta.md.
+// crcTable is CRC-32C, the header checksum of docs/FORMAT.md (delta header).
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // reCRC rewrites the header checksum of a patch, so that a changed header
@@ -834,7 +834,7 @@ func deltaCorpus(t *testing.T) {
 	}
 	pB, pC := mk(newB), mk(newC)
 	if binary.LittleEndian.Uint32(pB[112:]) != crc32.Checksum(pB[:112], crcTable) {
-		t.Fatal("the header CRC is not CRC-32C little-endian at offset 112: update reCRC to docs/FORMAT-delta.md")
+		t.Fatal("the header CRC is not CRC-32C little-endian at offset 112: update reCRC to docs/FORMAT.md (delta header)")
 	}
 	applyTo := func(base, want []byte) verifier {
 		return func(b []byte) outcome {
