@@ -259,7 +259,7 @@ func (d *demo) story(reg string) error {
 		if imgs[fmt.Sprintf("agent%d", v)], err = d.writeFile(agent, "images", fmt.Sprintf("agent-%d", v)); err != nil {
 			return err
 		}
-		d.say("   images/rootfs-%d.tar (%s), images/agent-%d (%s)", v, humanBytes(int64(len(fs))), v, humanBytes(int64(len(agent))))
+		d.say("   images/rootfs-%d.tar (%s), images/agent-%d (%s)", v, humanSize(int64(len(fs))), v, humanSize(int64(len(agent))))
 	}
 
 	d.section("Pack and sign the images of v1 and v2 (and v3, used by the attacks at the end)")
@@ -480,13 +480,13 @@ func tamperBlob(layout, file string) error {
 func (d *demo) summary(took time.Duration) {
 	fmt.Fprintf(d.out, "\nSummary (%.1fs)\n", took.Seconds())
 	fmt.Fprintf(d.out, "  trust root: 1 root key, 2 release keys, threshold 2 for releases\n")
-	fmt.Fprintf(d.out, "  v1 first install: %s downloaded (full packages)\n", humanBytes(d.fetchedV1))
+	fmt.Fprintf(d.out, "  v1 first install: %s downloaded (full packages)\n", humanSize(d.fetchedV1))
 	pct := 0.0
 	if d.fullV2 > 0 {
 		pct = 100 * float64(d.fetchedV2) / float64(d.fullV2)
 	}
 	fmt.Fprintf(d.out, "  v1 -> v2 update:   %s downloaded instead of %s (%.1f%% of the full packages)\n",
-		humanBytes(d.fetchedV2), humanBytes(d.fullV2), pct)
+		humanSize(d.fetchedV2), humanSize(d.fullV2), pct)
 	fmt.Fprintf(d.out, "  refused: %s\n", strings.Join(d.refusals, "; "))
 	fmt.Fprintf(d.out, "  the device runs release 2, committed; its counters never go back\n")
 	if d.keep {

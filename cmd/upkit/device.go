@@ -161,7 +161,7 @@ func deviceProgress(c *cli.Context) func(device.Progress) {
 			return
 		}
 		last = time.Now()
-		fmt.Fprintf(f, "\r\033[K  %s: %s %s of %s", p.Component, p.Phase, humanBytes(p.Done), humanBytes(p.Total))
+		fmt.Fprintf(f, "\r\033[K  %s: %s %s of %s", p.Component, p.Phase, humanSize(p.Done), humanSize(p.Total))
 		if p.Done == p.Total {
 			fmt.Fprint(f, "\r\033[K")
 		}
@@ -199,23 +199,11 @@ func newSimDevice(dir string, cfg *deviceConfig, progress func(device.Progress))
 	})
 }
 
-func deviceNow(c *cli.Context) (time.Time, error) {
-	s := c.String("now")
-	if s == "" {
-		return time.Now().UTC(), nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, usageError("--now %q: want an RFC 3339 time like 2026-01-02T15:04:05Z", s)
-	}
-	return t.UTC(), nil
-}
-
 func deviceInit(c *cli.Context) error {
 	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	now, err := deviceNow(c)
+	now, err := nowFlag(c)
 	if err != nil {
 		return err
 	}
@@ -310,7 +298,7 @@ func deviceUpdate(c *cli.Context) error {
 	if err := needArgs(c, 1, 1, "one SOURCE (registry reference, oci:DIR or release directory)"); err != nil {
 		return err
 	}
-	now, err := deviceNow(c)
+	now, err := nowFlag(c)
 	if err != nil {
 		return err
 	}
@@ -373,10 +361,10 @@ func deviceUpdate(c *cli.Context) error {
 		fmt.Fprintln(errw, "already installed and verified; awaiting commit: boot it, then run `upkit device commit` (or `upkit device rollback`)")
 	} else {
 		fmt.Fprintf(errw, "installed: fetched %s in all, full packages would be %s; awaiting commit: boot the new slots, then run `upkit device commit` (or `upkit device rollback`)\n",
-			humanBytes(fetched), humanBytes(full))
+			humanSize(fetched), humanSize(full))
 	}
 	if c.Bool("json") {
-		return mfPrintDeviceJSON(c.App.Writer, res)
+		return printJSON(c.App.Writer, res)
 	}
 	return nil
 }
@@ -430,40 +418,22 @@ func printInstalled(w io.Writer, before *device.Status, res *device.Result) {
 		if from == "" {
 			from = "(none)"
 		}
-		how := fmt.Sprintf("full package %s", humanBytes(im.BlobSize))
+		how := fmt.Sprintf("full package %s", humanSize(im.BlobSize))
 		if im.Method == device.MethodDelta {
-			how = fmt.Sprintf("delta %s (full package %s)", humanBytes(im.BlobSize), humanBytes(im.PackageSize))
+			how = fmt.Sprintf("delta %s (full package %s)", humanSize(im.BlobSize), humanSize(im.PackageSize))
 			if im.Unlisted {
-				how = fmt.Sprintf("attached delta %s, unsigned, result checked against the signed digest (full package %s)", humanBytes(im.BlobSize), humanBytes(im.PackageSize))
+				how = fmt.Sprintf("attached delta %s, unsigned, result checked against the signed digest (full package %s)", humanSize(im.BlobSize), humanSize(im.PackageSize))
 			}
 		}
-		got := fmt.Sprintf("fetched %s", humanBytes(im.Fetched))
+		got := fmt.Sprintf("fetched %s", humanSize(im.Fetched))
 		if im.ResumedAt > 0 {
-			got += fmt.Sprintf(" (resumed at %s)", humanBytes(im.ResumedAt))
+			got += fmt.Sprintf(" (resumed at %s)", humanSize(im.ResumedAt))
 		}
 		if res.AlreadyStaged {
 			got = "already staged"
 		}
 		fmt.Fprintf(w, "  %s %s -> %s: %s, %s, written to slot %s\n", im.Component, from, im.Version, how, got, im.Slot)
 	}
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
-func mfPrintDeviceJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 func deviceStatus(c *cli.Context) error {
@@ -479,7 +449,7 @@ func deviceStatus(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("json") {
-		return mfPrintDeviceJSON(c.App.Writer, st)
+		return printJSON(c.App.Writer, st)
 	}
 	w := c.App.Writer
 	product := st.Product
@@ -495,7 +465,7 @@ func deviceStatus(c *cli.Context) error {
 	}
 	for _, cs := range st.Components {
 		fmt.Fprintf(w, "  %s %s: slot %s (boots %s), security version %d, counter %d, %s, %s\n",
-			cs.Component, cs.Version, cs.Slot, cs.BootSlot, cs.SecurityVersion, cs.Counter, humanBytes(cs.PayloadSize), cs.PayloadDigest)
+			cs.Component, cs.Version, cs.Slot, cs.BootSlot, cs.SecurityVersion, cs.Counter, humanSize(cs.PayloadSize), cs.PayloadDigest)
 	}
 	if p := st.Pending; p != nil {
 		fmt.Fprintf(w, "pending: release version %d, awaiting commit or rollback\n", p.ReleaseVersion)

@@ -79,7 +79,7 @@ func inspectAction(c *cli.Context) error {
 		return verifyError(fmt.Errorf("%s: %w", path, perr))
 	}
 	if c.Bool("json") {
-		if err := upkPrintJSON(c.App.Writer, info); err != nil {
+		if err := printJSON(c.App.Writer, info); err != nil {
 			return err
 		}
 	} else {
@@ -156,13 +156,6 @@ type upkWriterFunc func([]byte) (int, error)
 
 func (f upkWriterFunc) Write(b []byte) (int, error) { return f(b) }
 
-func upkPrintJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 // upkPrintPackage prints a package for people.
 func upkPrintPackage(w io.Writer, info *upkInfo, p *imagepkg.Reader) {
 	m := p.Metadata
@@ -175,7 +168,7 @@ func upkPrintPackage(w io.Writer, info *upkInfo, p *imagepkg.Reader) {
 	row("Format", "upkit image package v%d", info.FormatVersion)
 	if info.PackageDigest != "" {
 		row("Package digest", "%s", info.PackageDigest)
-		row("Package size", "%d bytes (%s)", info.PackageSize, pkgHumanSize(info.PackageSize))
+		row("Package size", "%d bytes (%s)", info.PackageSize, humanSize(info.PackageSize))
 	}
 	row("Header size", "%d bytes", info.HeaderSize)
 	row("Component", "%s", m.Component)
@@ -187,8 +180,8 @@ func upkPrintPackage(w io.Writer, info *upkInfo, p *imagepkg.Reader) {
 	row("Schema version", "%d", m.SchemaVersion)
 	row("Payload kind", "%s", pi.Kind)
 	row("Compression", "%s", pi.Compression)
-	row("Payload size", "%d bytes (%s)", pi.Size, pkgHumanSize(pi.Size))
-	row("Stored size", "%d bytes (%s)", pi.StoredSize, pkgHumanSize(pi.StoredSize))
+	row("Payload size", "%d bytes (%s)", pi.Size, humanSize(pi.Size))
+	row("Stored size", "%d bytes (%s)", pi.StoredSize, humanSize(pi.StoredSize))
 	row("Payload digest", "%s", pi.SHA256)
 	row("Key ID", "%s", p.KeyID)
 	row("Algorithm", "%s", p.Algorithm)

@@ -147,8 +147,8 @@ func packAction(c *cli.Context) error {
 	}
 	size := fi.Size()
 	fmt.Fprintf(c.App.ErrWriter, "packed %s %s (%s, %s payload %s, %s) into %s: %s, signed by %s\n",
-		meta.Component, meta.Version, meta.Type, meta.Payload.Kind, pkgHumanSize(meta.Payload.Size),
-		pkgCompressionNote(meta.Payload), out, pkgHumanSize(size), signer.KeyID())
+		meta.Component, meta.Version, meta.Type, meta.Payload.Kind, humanSize(meta.Payload.Size),
+		pkgCompressionNote(meta.Payload), out, humanSize(size), signer.KeyID())
 	fmt.Fprintln(c.App.Writer, digest)
 	return nil
 }
@@ -258,19 +258,5 @@ func pkgCompressionNote(p imagepkg.PayloadInfo) string {
 	if p.Size > 0 {
 		pct = float64(p.StoredSize) * 100 / float64(p.Size)
 	}
-	return fmt.Sprintf("%s to %s, %.1f%%", p.Compression, pkgHumanSize(p.StoredSize), pct)
-}
-
-// pkgHumanSize formats a byte count for people: "512 B", "3.2 MiB".
-func pkgHumanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return fmt.Sprintf("%s to %s, %.1f%%", p.Compression, humanSize(p.StoredSize), pct)
 }

@@ -103,7 +103,7 @@ func pullAction(c *cli.Context) error {
 			return usageError("--from-digest: %v", err)
 		}
 	}
-	now, err := mfNow(c)
+	now, err := nowFlag(c)
 	if err != nil {
 		return err
 	}
@@ -234,7 +234,7 @@ func pullAction(c *cli.Context) error {
 	for _, p := range written {
 		fmt.Fprintln(c.App.Writer, p)
 	}
-	ociInfo(c, "pulled %s: %d file(s), %s into %s\n", pulled.Target, len(items), pkgHumanSize(total), dir)
+	ociInfo(c, "pulled %s: %d file(s), %s into %s\n", pulled.Target, len(items), humanSize(total), dir)
 	return nil
 }
 
@@ -371,7 +371,7 @@ func lsAction(c *cli.Context) error {
 			rows = append(rows, row)
 		}
 		if c.Bool("json") {
-			return mfPrintJSON(c.App.Writer, rows)
+			return printJSON(c.App.Writer, rows)
 		}
 		tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TAG\tVERSION\tCREATED\tDIGEST")
@@ -401,7 +401,7 @@ func lsAction(c *cli.Context) error {
 		out.Attached = append(out.Attached, lsFiles(r)...)
 	}
 	if c.Bool("json") {
-		return mfPrintJSON(c.App.Writer, out)
+		return printJSON(c.App.Writer, out)
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "%s\nproduct %s, version %s, created %s\n", out.Ref, out.Product, out.Version, out.Created)

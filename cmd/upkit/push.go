@@ -129,7 +129,7 @@ func (p *ociProgressPrinter) update(done, total int64) {
 	if total > 0 {
 		pct = 100 * float64(done) / float64(total)
 	}
-	fmt.Fprintf(p.w, "\r%s %s / %s (%3.0f%%)\x1b[K", p.action, pkgHumanSize(done), pkgHumanSize(total), pct)
+	fmt.Fprintf(p.w, "\r%s %s / %s (%3.0f%%)\x1b[K", p.action, humanSize(done), humanSize(total), pct)
 	p.shown = true
 }
 

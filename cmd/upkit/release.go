@@ -354,7 +354,7 @@ func releaseVerifyAction(c *cli.Context) error {
 	if err := needArgs(c, 1, 1, "one RELEASE.json"); err != nil {
 		return err
 	}
-	now, err := mfNow(c)
+	now, err := nowFlag(c)
 	if err != nil {
 		return err
 	}
@@ -379,7 +379,7 @@ func releaseVerifyAction(c *cli.Context) error {
 		}
 	}
 	if c.Bool("json") {
-		return mfPrintJSON(c.App.Writer, map[string]any{"verified": true, "rootVersion": root.Version, "release": rel})
+		return printJSON(c.App.Writer, map[string]any{"verified": true, "rootVersion": root.Version, "release": rel})
 	}
 	fmt.Fprintf(c.App.ErrWriter, "release OK: %s version %d, %d image(s), expires %s (root version %d)\n",
 		rel.Product, rel.Version, len(rel.Images), rel.Expires.Format(time.RFC3339), root.Version)
@@ -433,7 +433,7 @@ func inspectManifest(w io.Writer, data []byte, asJSON bool) error {
 		return fmt.Errorf("%w: %q is neither %s nor %s", manifest.ErrPayloadType, env.PayloadType, manifest.RootPayloadType, manifest.ReleasePayloadType)
 	}
 	if asJSON {
-		return mfPrintJSON(w, out)
+		return printJSON(w, out)
 	}
 	var b strings.Builder
 	if root != nil {
@@ -452,10 +452,10 @@ func inspectManifest(w io.Writer, data []byte, asJSON bool) error {
 			rel.Created.Format(time.RFC3339), rel.Expires.Format(time.RFC3339))
 		for _, img := range rel.Images {
 			fmt.Fprintf(&b, "  %s: %s %s, security version %d, hardware %s\n", img.Component, img.Type, img.Version, img.SecurityVersion, strings.Join(img.Hardware, ", "))
-			fmt.Fprintf(&b, "    package %s (%s)\n", img.Package.Digest, pkgHumanSize(img.Package.Size))
-			fmt.Fprintf(&b, "    payload %s (%s)\n", img.Payload.Digest, pkgHumanSize(img.Payload.Size))
+			fmt.Fprintf(&b, "    package %s (%s)\n", img.Package.Digest, humanSize(img.Package.Size))
+			fmt.Fprintf(&b, "    payload %s (%s)\n", img.Payload.Digest, humanSize(img.Payload.Size))
 			for _, d := range img.Deltas {
-				fmt.Fprintf(&b, "    delta from payload %s: %s (%s)\n", d.FromPayloadDigest, d.Digest, pkgHumanSize(d.Size))
+				fmt.Fprintf(&b, "    delta from payload %s: %s (%s)\n", d.FromPayloadDigest, d.Digest, humanSize(d.Size))
 				if d.FromPackageDigest != "" {
 					fmt.Fprintf(&b, "      (from package %s)\n", d.FromPackageDigest)
 				}

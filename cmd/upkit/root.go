@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -324,7 +323,7 @@ func rootVerifyAction(c *cli.Context) error {
 	if err := needArgs(c, 1, -1, "one or more ROOT.json files"); err != nil {
 		return err
 	}
-	now, err := mfNow(c)
+	now, err := nowFlag(c)
 	if err != nil {
 		return err
 	}
@@ -365,7 +364,7 @@ func rootVerifyAction(c *cli.Context) error {
 		return verifyError(err)
 	}
 	if c.Bool("json") {
-		return mfPrintJSON(c.App.Writer, map[string]any{"verified": true, "root": final})
+		return printJSON(c.App.Writer, map[string]any{"verified": true, "root": final})
 	}
 	fmt.Fprintf(c.App.ErrWriter, "root OK: version %d, expires %s, %s\n", final.Version, final.Expires.UTC().Format(time.RFC3339), mfRolesSummary(final))
 	return nil
@@ -532,28 +531,8 @@ func mfParseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// mfNow returns the --now flag's time, or the current time.
-func mfNow(c *cli.Context) (time.Time, error) {
-	s := c.String("now")
-	if s == "" {
-		return time.Now().UTC(), nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, usageError("--now %q: want an RFC 3339 time like 2026-01-02T15:04:05Z", s)
-	}
-	return t.UTC(), nil
-}
-
 // mfRolesSummary describes the roles of a root: "root keys 2 of 3, release keys 1 of 1".
 func mfRolesSummary(r *manifest.Root) string {
 	return fmt.Sprintf("root keys %d of %d, release keys %d of %d",
 		r.Roles.Root.Threshold, len(r.Roles.Root.KeyIDs), r.Roles.Release.Threshold, len(r.Roles.Release.KeyIDs))
-}
-
-// mfPrintJSON writes v as indented JSON.
-func mfPrintJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

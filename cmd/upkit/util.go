@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -215,4 +217,41 @@ func versionString() string {
 		v += ")"
 	}
 	return v + " " + bi.GoVersion
+}
+
+// printJSON writes v as indented JSON (no HTML escaping): the --json output
+// of every command.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// nowFlag returns the time of a command's --now flag (RFC 3339), or the
+// current time when it is not set.
+func nowFlag(c *cli.Context) (time.Time, error) {
+	s := c.String("now")
+	if s == "" {
+		return time.Now().UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, usageError("--now %q: want an RFC 3339 time like 2026-01-02T15:04:05Z", s)
+	}
+	return t.UTC(), nil
+}
+
+// humanSize formats a byte count for people: "512 B", "3.2 MiB".
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -71,7 +71,7 @@ func verifyAction(c *cli.Context) error {
 			no := false
 			info.Verified = &no
 			info.Error = err.Error()
-			if perr := upkPrintJSON(c.App.Writer, info); perr != nil {
+			if perr := printJSON(c.App.Writer, info); perr != nil {
 				return perr
 			}
 		}
@@ -104,11 +104,11 @@ func verifyAction(c *cli.Context) error {
 		yes := true
 		info.Verified = &yes
 		info.PayloadCheck = "ok"
-		return upkPrintJSON(c.App.Writer, info)
+		return printJSON(c.App.Writer, info)
 	}
 	fmt.Fprintf(c.App.ErrWriter, "verified %s: %s %s (%s, security version %d, hardware %v), signed by %s (%s), payload %s %s\n",
 		path, m.Component, m.Version, m.Type, m.SecurityVersion, m.Hardware, p.KeyID, p.Algorithm,
-		pkgHumanSize(m.Payload.Size), m.Payload.SHA256)
+		humanSize(m.Payload.Size), m.Payload.SHA256)
 	if info.Extracted != "" {
 		fmt.Fprintf(c.App.ErrWriter, "extracted the %s payload to %s\n", m.Payload.Kind, info.Extracted)
 	}
