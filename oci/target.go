@@ -104,6 +104,12 @@ func ParseTarget(s string, plainHTTP bool) (Target, error) {
 	if err != nil {
 		return Target{}, fmt.Errorf("%w: %q: %v", ErrBadReference, s, err)
 	}
+	// go-containerregistry checks the length before it adds Docker Hub's
+	// "library/" prefix; the full name must parse too, or a target would
+	// print as a reference that no one can use.
+	if _, err := name.NewRepository(repo.Name(), nopts...); err != nil {
+		return Target{}, fmt.Errorf("%w: %q: as %q: %v", ErrBadReference, s, repo.Name(), err)
+	}
 	return Target{Repo: repo, Tag: tag, Digest: digest}, nil
 }
 
