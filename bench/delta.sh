@@ -144,18 +144,22 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   context-mixing arithmetic coder whose contexts are the aligned old bytes
   (where bsdiff uses bzip2), and the block stream is zstd-compressed
   (klauspost/compress, best level, 2 MiB window). Apply holds one block, the
-  zstd window and a 4.6 MiB model: about 10 MB whatever the image size
+  zstd window and a 2.8 MiB model: about 8.5 MB whatever the image size
   (\`upkit delta inspect\` prints the bound of each patch).
 * **Resident-size floor.** \`upkit --version\` alone peaks at $RSS_CLI MiB on this
   machine (the CLI links signing, PKCS#11 and registry code, whose package
   initialisation touches that much of the binary); deltabench, which links
   only the delta package as device firmware does, at $RSS_LIB MiB. The
   "upkit-lib" rows are therefore the figure for a device.
-* **Apply time.** Decoding the context-mixing coder costs tens of
-  nanoseconds per byte in regions that changed (cache misses on the model's
-  tables dominate), where bspatch only adds bytes: apply is slower than
-  bspatch in exchange for patches 20-35% smaller than bsdiff's. Fewer
-  or smaller model tables (\`--model-bits\`) trade size for speed.
+* **Apply time.** The coder makes one binary decision per all-zero group
+  (128 bytes) or subgroup (8 bytes), up to eight per changed subgroup and
+  about two per changed value (format version 2; version 1 decided every
+  byte of a changed group and eight bits per value, about 3x as many
+  decisions), each tens of nanoseconds (mixing four to six predictions;
+  profiles show the dependency chain from one decision to the next, not
+  cache misses, dominating: tables 32 to 64 times smaller were at most
+  15% faster), where bspatch only adds bytes: apply is still slower than
+  bspatch, in exchange for patches about 40% smaller than bsdiff's.
 EOF
 } > "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"

@@ -33,7 +33,7 @@ type Options struct {
 	CtrlSize int
 	// ModelBits sets the diff model's table size (MinModelBits..
 	// MaxModelBits; default DefaultModelBits): more compresses better,
-	// and Apply needs about 9<<ModelBits bytes for it.
+	// and Apply needs about 5<<ModelBits bytes for it.
 	ModelBits int
 }
 

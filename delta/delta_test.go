@@ -350,7 +350,8 @@ func TestCorruptPatches(t *testing.T) {
 		{"short header", old, valid[:50], ErrTruncated},
 		{"not a patch", old, bytes.Repeat([]byte("x"), 200), ErrMagic},
 		{"header bit flip", old, flip(valid, 30), ErrCorrupt},
-		{"version", old, rehead(valid, func(b []byte) { b[8] = 2 }), ErrVersion},
+		{"version", old, rehead(valid, func(b []byte) { b[8] = Version + 1 }), ErrVersion},
+		{"version 1", old, rehead(valid, func(b []byte) { b[8] = 1 }), ErrVersion},
 		{"algorithm", old, rehead(valid, func(b []byte) { b[10] = 9 }), ErrVersion},
 		{"truncated body", old, valid[:len(valid)-3], ErrTruncated},
 		{"truncated real patch", realOld, real[:len(real)/2], ErrTruncated},
@@ -462,6 +463,26 @@ func TestReadHeaderBounds(t *testing.T) {
 				t.Fatalf("ReadHeader: err = %v, want ErrBounds", err)
 			}
 		})
+	}
+}
+
+// TestModelMemory checks modelMemory (hence Header.MaxApplyMemory) against
+// what newDiffModel really allocates.
+func TestModelMemory(t *testing.T) {
+	for _, bits := range []int{MinModelBits, DefaultModelBits, MaxModelBits} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		m := newDiffModel(bits)
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(m)
+		got := after.TotalAlloc - before.TotalAlloc
+		if got > uint64(modelMemory(bits)) {
+			t.Errorf("model bits %d: newDiffModel allocated %d bytes, modelMemory says %d", bits, got, modelMemory(bits))
+		}
+		if tables := uint64(modelMemory(bits) - modelFixed); got < tables {
+			t.Errorf("model bits %d: newDiffModel allocated %d bytes, less than its tables' %d", bits, got, tables)
+		}
 	}
 }
 

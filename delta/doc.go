@@ -13,7 +13,7 @@
 // size and digest before writing anything (ErrWrongBase), every length read
 // from the patch against the header's bounds, themselves capped by the
 // Max* constants, and the new image's size and digest at the end
-// (ErrNewDigest). Its memory is bounded by Header.MaxApplyMemory (about 10
+// (ErrNewDigest). Its memory is bounded by Header.MaxApplyMemory (about 8.5
 // MB with the default Options), whatever the image size. ApplyFile and
 // CreateFile write through a temporary file renamed only on success.
 //

@@ -14,7 +14,9 @@ import (
 const Magic = "\x89UPD\r\n\x1a\n"
 
 // Version is the patch format version this package reads and writes.
-const Version = 1
+// Version 2 changed the diff coder (subgroup flags, recent-value
+// decisions); version 1 patches are refused with ErrVersion.
+const Version = 2
 
 // HeaderSize is the size in bytes of the fixed patch header.
 const HeaderSize = 116
@@ -35,7 +37,7 @@ const (
 	// MaxCtrlSize bounds the control section of one block.
 	MaxCtrlSize = 1 << 20
 	// MinModelBits and MaxModelBits bound the size of the diff model
-	// (Header.ModelBits): at most 9.13 MiB of tables at MaxModelBits.
+	// (Header.ModelBits): at most 5.31 MiB of tables at MaxModelBits.
 	MinModelBits = 12
 	MaxModelBits = 20
 )
@@ -44,7 +46,7 @@ const (
 type Algorithm uint8
 
 const (
-	// AlgBlocksZstd is the only algorithm of format version 1: blocks of
+	// AlgBlocksZstd is the only algorithm of format version 2: blocks of
 	// seek/add/copy operations with separate control, diff and extra
 	// sections, all in one zstd stream (see docs/FORMAT.md).
 	AlgBlocksZstd Algorithm = 1

@@ -58,7 +58,7 @@ Example:
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the patch to `PATCH`", Required: true},
 			&cli.IntFlag{Name: "window", Usage: fmt.Sprintf("zstd window in `BYTES` (power of two, %d..%d)", delta.MinWindow, delta.MaxWindow), Value: delta.DefaultWindow},
 			&cli.IntFlag{Name: "block-size", Usage: fmt.Sprintf("output `BYTES` per block (1..%d)", delta.MaxBlockSize), Value: delta.DefaultBlockSize},
-			&cli.IntFlag{Name: "model-bits", Usage: fmt.Sprintf("diff model size `N` (%d..%d): apply needs about 9<<N bytes for it", delta.MinModelBits, delta.MaxModelBits), Value: delta.DefaultModelBits},
+			&cli.IntFlag{Name: "model-bits", Usage: fmt.Sprintf("diff model size `N` (%d..%d): apply needs about 5<<N bytes for it", delta.MinModelBits, delta.MaxModelBits), Value: delta.DefaultModelBits},
 		},
 		Action: deltaCreateAction,
 	}
