@@ -3,10 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/upkit/upkit/manifest"
 )
 
 // runCLI runs `upkit args...` in-process with the given environment
@@ -67,5 +73,36 @@ func TestUsageErrorsExit2(t *testing.T) {
 		if r.code != exitUsage {
 			t.Errorf("upkit %s: exit %d, want %d (stderr %q)", strings.Join(args, " "), r.code, exitUsage, r.stderr)
 		}
+	}
+}
+
+// Documents over the manifest size limit are refused before parsing, with
+// the manifest sentinel; other files over their limit name the limit.
+func TestReadLimited(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.json")
+	if err := os.WriteFile(big, make([]byte, manifest.MaxDocumentSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mfReadFile(big); !errors.Is(err, manifest.ErrTooLarge) {
+		t.Fatalf("oversized document: %v, want manifest.ErrTooLarge", err)
+	}
+	if _, _, err := mfReadRelease(big); !errors.Is(err, manifest.ErrTooLarge) {
+		t.Fatalf("oversized release: %v, want manifest.ErrTooLarge", err)
+	}
+	if _, err := readLimited(big, 10); !errors.Is(err, errFileTooLarge) {
+		t.Fatalf("readLimited over its limit: %v, want errFileTooLarge", err)
+	}
+	if data, err := readLimited(big, manifest.MaxDocumentSize+1); err != nil || len(data) != manifest.MaxDocumentSize+1 {
+		t.Fatalf("readLimited at its limit: %d bytes, %v", len(data), err)
+	}
+	// A release file handed where a root is expected names what it is.
+	rel := filepath.Join(dir, "release.json")
+	env, _ := json.Marshal(map[string]any{"payloadType": manifest.ReleasePayloadType, "payload": "e30=", "signatures": []any{}})
+	if err := os.WriteFile(rel, env, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := mfReadRoot(rel); !errors.Is(err, manifest.ErrPayloadType) {
+		t.Fatalf("release as root: %v, want manifest.ErrPayloadType", err)
 	}
 }

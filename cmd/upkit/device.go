@@ -278,22 +278,6 @@ func openSource(c *cli.Context, src string) ([]byte, device.Source, string, erro
 	return pulled.Envelope, s, pulled.Target.String(), nil
 }
 
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
-	}
-	return data, nil
-}
-
 func deviceUpdate(c *cli.Context) error {
 	if err := needArgs(c, 1, 1, "one SOURCE (registry reference, oci:DIR or release directory)"); err != nil {
 		return err

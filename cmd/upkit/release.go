@@ -305,27 +305,6 @@ func releaseSignAction(c *cli.Context) error {
 	return nil
 }
 
-// mfReadRelease reads a release envelope and parses it strictly, without
-// checking signatures.
-func mfReadRelease(path string) (*manifest.Envelope, *manifest.Release, error) {
-	data, err := mfReadFile(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	env, err := manifest.ParseEnvelope(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if env.PayloadType != manifest.ReleasePayloadType {
-		return nil, nil, fmt.Errorf("%s: %w: %q is not a release manifest (want %s)", path, manifest.ErrPayloadType, env.PayloadType, manifest.ReleasePayloadType)
-	}
-	rel, err := manifest.ParseRelease(env.Payload)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return env, rel, nil
-}
-
 func releaseVerifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "verify",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -386,43 +387,59 @@ func mfFirstValidInstant(data []byte) time.Time {
 	return r.Expires
 }
 
-// mfReadFile reads a manifest or root file, refusing files over
-// manifest.MaxDocumentSize before reading them whole.
+// mfReadFile reads a root or release document, bounded by the manifest
+// package's document size limit.
 func mfReadFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, err := readLimited(path, manifest.MaxDocumentSize)
+	if errors.Is(err, errFileTooLarge) {
+		return nil, fmt.Errorf("%s: %w: over %d bytes", path, manifest.ErrTooLarge, manifest.MaxDocumentSize)
+	}
+	return data, err
+}
+
+// mfReadEnvelope reads an envelope of the given payload type (what names
+// it in errors) and parses it strictly, without checking signatures.
+func mfReadEnvelope(path, payloadType, what string) (*manifest.Envelope, error) {
+	data, err := mfReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, manifest.MaxDocumentSize+1))
+	env, err := manifest.ParseEnvelope(data)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(data) > manifest.MaxDocumentSize {
-		return nil, fmt.Errorf("%s: %w: over %d bytes", path, manifest.ErrTooLarge, manifest.MaxDocumentSize)
+	if env.PayloadType != payloadType {
+		return nil, fmt.Errorf("%s: %w: %q is not %s (want %s)", path, manifest.ErrPayloadType, env.PayloadType, what, payloadType)
 	}
-	return data, nil
+	return env, nil
 }
 
 // mfReadRoot reads a root envelope and parses it strictly, without checking
 // signatures (for signing, rotating, or a root the user declares trusted).
 func mfReadRoot(path string) (*manifest.Envelope, *manifest.Root, error) {
-	data, err := mfReadFile(path)
+	env, err := mfReadEnvelope(path, manifest.RootPayloadType, "a trust root")
 	if err != nil {
 		return nil, nil, err
-	}
-	env, err := manifest.ParseEnvelope(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if env.PayloadType != manifest.RootPayloadType {
-		return nil, nil, fmt.Errorf("%s: %w: %q is not a trust root (want %s)", path, manifest.ErrPayloadType, env.PayloadType, manifest.RootPayloadType)
 	}
 	r, err := manifest.ParseRoot(env.Payload)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return env, r, nil
+}
+
+// mfReadRelease reads a release envelope and parses it strictly, without
+// checking signatures.
+func mfReadRelease(path string) (*manifest.Envelope, *manifest.Release, error) {
+	env, err := mfReadEnvelope(path, manifest.ReleasePayloadType, "a release manifest")
+	if err != nil {
+		return nil, nil, err
+	}
+	rel, err := manifest.ParseRelease(env.Payload)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return env, rel, nil
 }
 
 // mfLoadTrustedRoot reads a root file that the user passes as the trust

@@ -255,3 +255,24 @@ func humanSize(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// errFileTooLarge is returned by readLimited for a file over its limit.
+var errFileTooLarge = errors.New("file too large")
+
+// readLimited reads a whole file of at most limit bytes (the one bounded
+// reader of the CLI: documents, device descriptions).
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: %w: larger than %d bytes", path, errFileTooLarge, limit)
+	}
+	return data, nil
+}
