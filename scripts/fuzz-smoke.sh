@@ -12,12 +12,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-${FUZZTIME:-5s}}
 count=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for pkg in $(go list ./...); do
 	targets=$(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true)
 	for t in $targets; do
 		echo "fuzz-smoke: $pkg $t for $dur" >&2
-		go test -run='^$' -fuzz="^${t}\$" -fuzztime="$dur" "$pkg" >/dev/null ||
-			{ echo "fuzz-smoke: $pkg $t FAILED (rerun: go test -run='^$' -fuzz='^$t\$' $pkg)" >&2; exit 1; }
+		if ! go test -run='^$' -fuzz="^${t}\$" -fuzztime="$dur" "$pkg" >"$log" 2>&1; then
+			# Show what failed: the crasher's input and message are in the
+			# log, and a CI machine's testdata/fuzz/ is thrown away with it.
+			grep -v '^fuzz: elapsed' "$log" | cut -c1-2000 | tail -n 40 >&2
+			echo "fuzz-smoke: $pkg $t FAILED (rerun: go test -run='^$' -fuzz='^$t\$' $pkg)" >&2
+			exit 1
+		fi
 		count=$((count + 1))
 	done
 done
