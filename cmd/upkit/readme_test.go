@@ -35,7 +35,11 @@ var readmeOutcomes = map[string][]string{
 		"refused: signed by the revoked key",
 		"release OK: gw version 12, 1 image(s)",
 	},
-	"Publishing":              {"release gw version 12 verified against root.json"},
+	"Publishing": {
+		"release gw version 12 verified against root.json",
+		"rootfs: using attached delta rootfs-1.0.0-1.5.0.delta",
+		"update/rootfs-1.0.0-1.5.0.delta",
+	},
 	"Try it without hardware": {"committed release version 12", `"releaseVersion": 12`},
 }
 
