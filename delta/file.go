@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
+
+	"github.com/upkit/upkit/internal/atomicfile"
 )
 
 // CreateFile makes a patch from the file oldPath to the file newPath and
@@ -23,7 +23,7 @@ func CreateFile(ctx context.Context, oldPath, newPath, patchPath string, opts *O
 		return nil, fmt.Errorf("delta: reading new image: %w", err)
 	}
 	var h *Header
-	err = WriteFileAtomic(patchPath, func(w io.Writer) error {
+	err = atomicfile.Write(patchPath, 0o644, func(w *os.File) error {
 		var err error
 		h, err = Create(ctx, old, new, w, opts)
 		return err
@@ -58,7 +58,7 @@ func ApplyFile(ctx context.Context, oldPath, patchPath, outPath string) (*Header
 	}
 	defer pf.Close()
 	var h *Header
-	err = WriteFileAtomic(outPath, func(w io.Writer) error {
+	err = atomicfile.Write(outPath, 0o644, func(w *os.File) error {
 		bw := bufio.NewWriterSize(w, chunkSize)
 		var err error
 		h, err = Apply(ctx, old, st.Size(), bufio.NewReaderSize(pf, chunkSize), bw)
@@ -80,43 +80,4 @@ func samePath(a, b string) (bool, error) {
 		return false, err
 	}
 	return os.SameFile(sa, sb), nil
-}
-
-// WriteFileAtomic writes path through a temporary file in the same
-// directory: write is called with the temporary file; on success the file
-// is synced, closed, renamed over path and the directory synced; on any
-// error the temporary file is removed and path is untouched.
-func WriteFileAtomic(path string, write func(w io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("delta: creating %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := write(f); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("delta: writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("delta: writing %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return fmt.Errorf("delta: writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("delta: writing %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/upkit/upkit/internal/atomicfile"
 )
 
 // Extract writes the payload of p to dest, verifying it on the way. p's
@@ -49,7 +51,7 @@ func Extract(ctx context.Context, p *Reader, dest string) error {
 		if fi, err := os.Stat(dest); err == nil && fi.IsDir() {
 			return fmt.Errorf("imagepkg: extract: %s is a directory but the payload is a single file", dest)
 		}
-		return writeFileAtomic(dest, func(f *os.File) error {
+		return atomicfile.Write(dest, 0o644, func(f *os.File) error {
 			return copyVerified(ctx, f, payload)
 		})
 	case KindTar:
@@ -163,7 +165,9 @@ func extractTar(ctx context.Context, payload io.Reader, dest string) (err error)
 	if err := os.Rename(tmp, dest); err != nil {
 		return fmt.Errorf("imagepkg: extract: %w", err)
 	}
-	syncDir(filepath.Dir(clean))
+	if err := atomicfile.SyncDir(filepath.Dir(clean)); err != nil {
+		return fmt.Errorf("imagepkg: extract: %w", err)
+	}
 	return nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"path"
 	"path/filepath"
 	"time"
+
+	"github.com/upkit/upkit/internal/atomicfile"
 )
 
 // PackPath packs the file or directory inputPath into a package written at
@@ -58,7 +60,7 @@ func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, 
 		return nil, err
 	}
 	var meta *Metadata
-	err = writeFileAtomic(outPath, func(out *os.File) error {
+	err = atomicfile.Write(outPath, 0o644, func(out *os.File) error {
 		var src io.Reader
 		if opts.Kind == KindTar {
 			pr, pw := io.Pipe()
@@ -152,49 +154,6 @@ func isInside(p, dir string) (bool, error) {
 	}
 	rel, err := filepath.Rel(ad, ap)
 	return err == nil && filepath.IsLocal(rel), nil
-}
-
-// writeFileAtomic calls write with a temporary file next to path, then
-// fsyncs it, renames it to path and fsyncs the directory. On error the
-// temporary file is removed and path is untouched.
-func writeFileAtomic(path string, write func(*os.File) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("imagepkg: creating a temporary output file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := write(tmp); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("imagepkg: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("imagepkg: syncing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("imagepkg: closing %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("imagepkg: %w", err)
-	}
-	syncDir(dir)
-	return nil
-}
-
-// syncDir makes a rename durable; errors are ignored because some file
-// systems do not support syncing directories.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 // WriteTar writes the directory root as the deterministic tar archive that

@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/upkit/upkit/internal/atomicfile"
 )
 
 // openLayout opens the OCI image layout at dir, creating an empty one
@@ -109,33 +111,10 @@ func updateLayoutIndex(dir string, desc v1.Descriptor, tag string) error {
 	if err != nil {
 		return fmt.Errorf("oci: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, "index.json"), b)
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(dir, "index.json"), b, 0o644); err != nil {
 		return fmt.Errorf("oci: %w", err)
 	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("oci: writing %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
+	return nil
 }
 
 func readLimited(path string, limit int64) ([]byte, error) {

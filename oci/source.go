@@ -19,6 +19,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/upkit/upkit/internal/atomicfile"
 )
 
 // Source opens a blob by digest at a byte offset. It is the fetch interface
@@ -480,7 +482,10 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 	if err := os.Rename(part, path); err != nil {
 		return fmt.Errorf("oci: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	return nil
 }
 
 type progressWriter struct {
@@ -494,16 +499,4 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	p.n += int64(n)
 	p.fn(p.n)
 	return n, err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("oci: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return fmt.Errorf("oci: syncing %s: %w", dir, err)
-	}
-	return nil
 }

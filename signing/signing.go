@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -29,6 +28,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature/kms"
 	"github.com/sigstore/sigstore/pkg/signature/options"
 
+	"github.com/upkit/upkit/internal/atomicfile"
 	"github.com/upkit/upkit/internal/pubkey"
 )
 
@@ -203,53 +203,14 @@ func WriteKeyPair(prefix string, priv crypto.Signer, password []byte) (*pubkey.K
 			return nil, fmt.Errorf("%w: %s", ErrExists, p)
 		}
 	}
-	if err := WriteFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := atomicfile.WriteBytes(keyPath, keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	if err := WriteFileAtomic(pubPath, k.PEM(), 0o644); err != nil {
+	if err := atomicfile.WriteBytes(pubPath, k.PEM(), 0o644); err != nil {
 		os.Remove(keyPath)
 		return nil, err
 	}
 	return k, nil
-}
-
-// WriteFileAtomic writes data to path through a temporary file in the same
-// directory: write, fsync, rename, fsync the directory.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // LoadPublicKey reads a PEM public key file, or derives the public key from

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/upkit/upkit/internal/atomicfile"
 	"github.com/upkit/upkit/internal/pubkey"
 	"github.com/upkit/upkit/signing"
 )
@@ -134,7 +135,7 @@ func keyGeneratePKCS11(c *cli.Context) error {
 	}
 	k := s.Public()
 	if pub != "" {
-		if err := signing.WriteFileAtomic(pub, k.PEM(), 0o644); err != nil {
+		if err := atomicfile.WriteBytes(pub, k.PEM(), 0o644); err != nil {
 			return fmt.Errorf("the key was created in the token, but writing its public key failed (export it with upkit key export-pub): %w", err)
 		}
 		fmt.Fprintf(c.App.ErrWriter, "created %s key in the token; public key in %s\n", k.Algorithm, pub)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/upkit/upkit/internal/atomicfile"
 	"github.com/upkit/upkit/internal/pubkey"
 	"github.com/upkit/upkit/signing"
 )
@@ -144,43 +144,11 @@ func loadPublicKeys(paths []string) ([]*pubkey.Key, error) {
 	return keys, nil
 }
 
-// atomicWrite writes path through a temporary file in the same directory,
-// renamed over path only when write returns nil; on error nothing is left.
+// atomicWrite writes path (mode 0644) through a temporary file in the same
+// directory, renamed over path only when write returns nil; on error
+// nothing is left and path is as it was (see internal/atomicfile).
 func atomicWrite(path string, write func(w io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	done := false
-	defer func() {
-		if !done {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := write(f); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	done = true
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, 0o644, func(f *os.File) error { return write(f) })
 }
 
 // versionString reports the module version and VCS information of the build.
