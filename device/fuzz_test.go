@@ -2,6 +2,8 @@ package device_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"testing"
 	"time"
@@ -45,6 +47,63 @@ func FuzzDecodeState(f *testing.F) {
 		}
 		if st2.ReleaseVersion != st.ReleaseVersion || len(st2.Installed) != len(st.Installed) {
 			t.Fatal("round trip changed the state")
+		}
+	})
+}
+
+// FuzzDecodeStateBody fuzzes what FuzzDecodeState can hardly reach: the
+// JSON body and its validation. A mutated body almost never matches the
+// checksum line, so here each input is framed with the magic line and its
+// correct checksum before decoding, as a state written by a buggy or older
+// device would be. Properties: no panic; every error wraps ErrStateCorrupt;
+// an accepted state re-encodes to a file that decodes to the same bytes.
+func FuzzDecodeStateBody(f *testing.F) {
+	good, err := device.EncodeState(&device.State{
+		RootEnvelope: []byte(`{"payloadType":"x"}`), RootVersion: 1, Product: "gw", ReleaseVersion: 3,
+		NewestCreated:    time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		SecurityCounters: map[string]uint64{"rootfs": 2},
+		Installed: map[string]device.InstalledImage{"rootfs": {Version: "1.0.0", SecurityVersion: 2,
+			PayloadDigest: "sha256:" + string(bytes.Repeat([]byte("a"), 64)), PayloadSize: 10, Slot: device.SlotA}},
+		Pending: &device.Pending{Product: "gw", ReleaseVersion: 4, Images: map[string]device.InstalledImage{
+			"app": {Version: "2.0.0", SecurityVersion: 1, PayloadDigest: "sha256:" + string(bytes.Repeat([]byte("b"), 64)), PayloadSize: 7, Slot: device.SlotB},
+		}},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	magic := good[:bytes.Index(good, []byte("sha256:"))]
+	_, body, _ := bytes.Cut(good[len(magic):], []byte("\n"))
+	f.Add(body)
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"rootEnvelope":"eA==","installed":{"x":{}}}`))
+	frame := func(body []byte) []byte {
+		sum := sha256.Sum256(body)
+		out := append([]byte{}, magic...)
+		out = append(out, "sha256:"+hex.EncodeToString(sum[:])+"\n"...)
+		return append(out, body...)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		st, err := device.DecodeState(frame(body))
+		if err != nil {
+			if !errors.Is(err, device.ErrStateCorrupt) {
+				t.Fatalf("error %v does not wrap ErrStateCorrupt", err)
+			}
+			return
+		}
+		once, err := device.EncodeState(st)
+		if err != nil {
+			t.Fatalf("accepted state does not encode: %v", err)
+		}
+		st2, err := device.DecodeState(once)
+		if err != nil {
+			t.Fatalf("re-encoded state does not decode: %v", err)
+		}
+		twice, err := device.EncodeState(st2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(once, twice) {
+			t.Fatalf("encoding is not stable:\n%s\n%s", once, twice)
 		}
 	})
 }
