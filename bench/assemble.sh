@@ -14,6 +14,11 @@ out=docs/PERFORMANCE.md
 	echo "same machine, and figures are given as ratios, because these machines"
 	echo "are noisy; each table says when and under what load it was measured."
 	echo
+	if [ -n "${BENCH_RUN:-}" ]; then
+		echo "The last \`bench/run.sh\` (commit ${BENCH_COMMIT:-unknown}) measured: ${BENCH_RUN}."
+		echo "A part it did not run keeps the table of an earlier run."
+		echo
+	fi
 	echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo),"
 	echo "$(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(go version | cut -d' ' -f3), $(uname -sr)."
 	for part in imagepkg delta oci device; do

@@ -21,4 +21,4 @@ for p in "${parts[@]}"; do
 	*) echo "bench/run.sh: unknown part $p" >&2; exit 2 ;;
 	esac
 done
-bash bench/assemble.sh
+BENCH_RUN="${parts[*]}" BENCH_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown) bash bench/assemble.sh
