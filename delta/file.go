@@ -40,7 +40,7 @@ func CreateFile(ctx context.Context, oldPath, newPath, patchPath string, opts *O
 // digest check; nothing is left behind on failure). outPath may not be
 // oldPath. Errors are those of Apply.
 func ApplyFile(ctx context.Context, oldPath, patchPath, outPath string) (*Header, error) {
-	if same, err := samePath(oldPath, outPath); err == nil && same {
+	if atomicfile.SameFile(oldPath, outPath) {
 		return nil, fmt.Errorf("delta: output %s is the old image; write elsewhere", outPath)
 	}
 	old, err := os.Open(oldPath)
@@ -68,16 +68,4 @@ func ApplyFile(ctx context.Context, oldPath, patchPath, outPath string) (*Header
 		return bw.Flush()
 	})
 	return h, err
-}
-
-func samePath(a, b string) (bool, error) {
-	sa, err := os.Stat(a)
-	if err != nil {
-		return false, err
-	}
-	sb, err := os.Stat(b)
-	if err != nil {
-		return false, err
-	}
-	return os.SameFile(sa, sb), nil
 }

@@ -106,3 +106,31 @@ func TestReadLimited(t *testing.T) {
 		t.Fatalf("release as root: %v, want manifest.ErrPayloadType", err)
 	}
 }
+
+// delta apply refuses to write the new image over the old one (a usage
+// error, exit 2), also when --output names it through a link, and leaves
+// it untouched.
+func TestDeltaApplyOutputIsOld(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old.img")
+	if err := os.WriteFile(old, []byte("the old image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.img")
+	if err := os.Symlink(old, link); err != nil {
+		t.Fatal(err)
+	}
+	patch := filepath.Join(dir, "p.delta")
+	if err := os.WriteFile(patch, []byte("not read"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{old, link} {
+		r := runCLI(t, nil, "delta", "apply", "--from", old, "-o", out, patch)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "is the old image") {
+			t.Errorf("-o %s: exit %d, stderr %q; want exit %d naming the old image", out, r.code, r.stderr, exitUsage)
+		}
+	}
+	if got, _ := os.ReadFile(old); string(got) != "the old image" {
+		t.Fatalf("old image became %q", got)
+	}
+}

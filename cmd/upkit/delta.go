@@ -16,6 +16,7 @@ import (
 
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/imagepkg"
+	"github.com/upkit/upkit/internal/atomicfile"
 )
 
 func deltaCommand() *cli.Command {
@@ -207,32 +208,12 @@ func deltaApplyAction(c *cli.Context) error {
 		return err
 	}
 	defer cleanup()
-	old, err := os.Open(oldPath)
-	if err != nil {
-		return err
-	}
-	defer old.Close()
-	st, err := old.Stat()
-	if err != nil {
-		return err
-	}
-	pf, err := os.Open(patchPath)
-	if err != nil {
-		return err
-	}
-	defer pf.Close()
-	if same, err := sameFile(c.String("from"), out); err == nil && same {
+	// --from itself, not the payload extracted from a .upk: neither the
+	// image nor the package it came in may be overwritten.
+	if atomicfile.SameFile(c.String("from"), out) {
 		return usageError("--output %s is the old image; write the new image elsewhere", out)
 	}
-	var h *delta.Header
-	err = atomicWrite(out, func(w io.Writer) error {
-		bw := bufio.NewWriterSize(w, 64<<10)
-		var err error
-		if h, err = delta.Apply(c.Context, old, st.Size(), bufio.NewReaderSize(pf, 64<<10), bw); err != nil {
-			return err
-		}
-		return bw.Flush()
-	})
+	h, err := delta.ApplyFile(c.Context, oldPath, patchPath, out)
 	if err != nil {
 		if isDeltaRejection(err) {
 			return verifyError(fmt.Errorf("%s: %w", patchPath, err))
@@ -252,18 +233,6 @@ func isDeltaRejection(err error) bool {
 		}
 	}
 	return false
-}
-
-func sameFile(a, b string) (bool, error) {
-	sa, err := os.Stat(a)
-	if err != nil {
-		return false, err
-	}
-	sb, err := os.Stat(b)
-	if err != nil {
-		return false, err
-	}
-	return os.SameFile(sa, sb), nil
 }
 
 // oldImageFile returns a file holding the old image: path itself, or for a

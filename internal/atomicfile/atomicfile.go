@@ -86,3 +86,18 @@ func SyncDir(dir string) error {
 	}
 	return nil
 }
+
+// SameFile reports whether a and b name the same existing file (also
+// through links or different spellings of the path): the check a writer
+// makes before replacing an output that might be its own input.
+func SameFile(a, b string) bool {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		return false
+	}
+	return os.SameFile(sa, sb)
+}

@@ -104,3 +104,31 @@ func TestSyncDir(t *testing.T) {
 		t.Fatal("SyncDir of a missing directory succeeded")
 	}
 }
+
+func TestSameFile(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, p := range []string{a, b} {
+		if err := os.WriteFile(p, []byte("same bytes"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(a, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		x, y string
+		want bool
+	}{
+		{a, a, true},
+		{a, filepath.Join(dir, ".", "a"), true},
+		{a, link, true},
+		{a, b, false}, // equal content, different files
+		{a, filepath.Join(dir, "missing"), false},
+	} {
+		if got := SameFile(c.x, c.y); got != c.want {
+			t.Errorf("SameFile(%s, %s) = %v, want %v", c.x, c.y, got, c.want)
+		}
+	}
+}
