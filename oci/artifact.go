@@ -358,20 +358,11 @@ func releaseImage(ctx context.Context, r Release, verify bool) (v1.Image, error)
 	layers := []partial.CompressedLayer{env}
 	descs := []v1.Descriptor{{MediaType: env.mt, Size: int64(len(env.b)), Digest: env.h,
 		Annotations: map[string]string{AnnotationTitle: title}}}
-	seen := map[string]string{title: "the envelope"}
-	for _, f := range r.Files {
-		l, d, err := describeFile(ctx, f, verify)
-		if err != nil {
-			return nil, err
-		}
-		t := d.Annotations[AnnotationTitle]
-		if prev, dup := seen[t]; dup {
-			return nil, fmt.Errorf("%w: %s: title %q already used by %s", ErrBadFile, f.Path, t, prev)
-		}
-		seen[t] = f.Path
-		layers = append(layers, l)
-		descs = append(descs, d)
+	fl, fd, err := describeFiles(ctx, r.Files, verify, map[string]string{title: "the envelope"})
+	if err != nil {
+		return nil, err
 	}
+	layers, descs = append(layers, fl...), append(descs, fd...)
 	ann := map[string]string{AnnotationVersion: strconv.FormatUint(r.Version, 10)}
 	if !r.Created.IsZero() {
 		ann[AnnotationCreated] = r.Created.UTC().Format(time.RFC3339)
@@ -383,26 +374,36 @@ func releaseImage(ctx context.Context, r Release, verify bool) (v1.Image, error)
 	return buildArtifact(ArtifactTypeRelease, layers, descs, ann, nil)
 }
 
+// describeFiles describes each file as a layer. Titles must be unique:
+// seen maps the titles already taken to what took them, and gains each
+// file's.
+func describeFiles(ctx context.Context, files []File, verify bool, seen map[string]string) ([]partial.CompressedLayer, []v1.Descriptor, error) {
+	var layers []partial.CompressedLayer
+	var descs []v1.Descriptor
+	for _, f := range files {
+		l, d, err := describeFile(ctx, f, verify)
+		if err != nil {
+			return nil, nil, err
+		}
+		t := d.Annotations[AnnotationTitle]
+		if prev, dup := seen[t]; dup {
+			return nil, nil, fmt.Errorf("%w: %s: title %q already used by %s", ErrBadFile, f.Path, t, prev)
+		}
+		seen[t] = f.Path
+		layers = append(layers, l)
+		descs = append(descs, d)
+	}
+	return layers, descs, nil
+}
+
 // deltasImage builds the referrer artifact attaching files to subject.
 func deltasImage(ctx context.Context, subject v1.Descriptor, files []File, verify bool) (v1.Image, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("%w: no deltas to attach", ErrBadFile)
 	}
-	var layers []partial.CompressedLayer
-	var descs []v1.Descriptor
-	seen := map[string]string{}
-	for _, f := range files {
-		l, d, err := describeFile(ctx, f, verify)
-		if err != nil {
-			return nil, err
-		}
-		t := d.Annotations[AnnotationTitle]
-		if prev, dup := seen[t]; dup {
-			return nil, fmt.Errorf("%w: %s: title %q already used by %s", ErrBadFile, f.Path, t, prev)
-		}
-		seen[t] = f.Path
-		layers = append(layers, l)
-		descs = append(descs, d)
+	layers, descs, err := describeFiles(ctx, files, verify, map[string]string{})
+	if err != nil {
+		return nil, err
 	}
 	sub := v1.Descriptor{MediaType: subject.MediaType, Size: subject.Size, Digest: subject.Digest,
 		ArtifactType: subject.ArtifactType}

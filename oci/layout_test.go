@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -67,6 +68,11 @@ func TestLayoutRoundTrip(t *testing.T) {
 	rd, err := oci.Attach(ctx, "oci:"+dir+":42", []oci.File{{Path: f.late, MediaType: oci.MediaTypeDelta}}, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Two attached files may not share a title: a puller would write one over the other.
+	twice := []oci.File{{Path: f.late, MediaType: oci.MediaTypeDelta}, {Path: f.late, MediaType: oci.MediaTypeDelta}}
+	if _, err := oci.Attach(ctx, "oci:"+dir+":42", twice, nil); !errors.Is(err, oci.ErrBadFile) || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("attaching one title twice: %v, want ErrBadFile", err)
 	}
 	refs, err := oci.Referrers(ctx, "oci:"+dir+"@"+digest, nil)
 	if err != nil || len(refs) != 1 || refs[0].Digest != rd || refs[0].Subject != digest {
@@ -200,6 +206,7 @@ func TestPushRejectsBadFiles(t *testing.T) {
 		"wrong size":     func(r *oci.Release) { r.Files[0].Size = 999 },
 		"title path":     func(r *oci.Release) { r.Files[0].Title = "../x" },
 		"duplicate name": func(r *oci.Release) { r.Files[1].Title = "rootfs-2.0.0.upk" },
+		"envelope name":  func(r *oci.Release) { r.Files[0].Title = oci.DefaultEnvelopeTitle },
 		"no envelope":    func(r *oci.Release) { r.Envelope = nil },
 		"no media type":  func(r *oci.Release) { r.Files[0].MediaType = "" },
 	}
