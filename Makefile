@@ -1,6 +1,6 @@
 # upkit - see README.md. `make test` is the command CI runs.
 GO        ?= go
-FUZZTIME  ?= 5s
+FUZZTIME  ?= 20000x
 FUZZLONG  ?= 10m
 
 .PHONY: all build install test vet race fuzz-smoke fuzz bench bench-delta docs fmt
