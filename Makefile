@@ -3,7 +3,7 @@ GO        ?= go
 FUZZTIME  ?= 20000x
 FUZZLONG  ?= 10m
 
-.PHONY: all build install test vet race fuzz-smoke fuzz bench bench-delta docs fmt
+.PHONY: all build install test test-deps vet race fuzz-smoke fuzz bench bench-delta docs fmt
 
 all: build
 
@@ -27,8 +27,14 @@ race:
 fuzz-smoke:
 	scripts/fuzz-smoke.sh $(FUZZTIME)
 
-# The test command of README.md and CI.
-test: vet race fuzz-smoke
+# Every real component the tests use (Debian packages, Go-built tools):
+# found, or installed/built once. See scripts/test-deps.sh.
+test-deps:
+	scripts/test-deps.sh
+
+# The test command of README.md and CI; installs what it needs first.
+test: test-deps
+	$(MAKE) vet race fuzz-smoke
 
 # Each fuzz target for FUZZLONG (default 10m).
 fuzz:

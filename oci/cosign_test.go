@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/upkit/upkit/internal/registrytest"
 	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testtools"
 	"github.com/upkit/upkit/oci"
 )
 
@@ -74,37 +75,10 @@ func TestCosignLayout(t *testing.T) {
 	}
 }
 
-// cosignBinary finds cosign on $PATH or in $(go env GOPATH)/bin.
-func cosignBinary() string {
-	if p, err := exec.LookPath("cosign"); err == nil {
-		return p
-	}
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-			gopath = strings.TrimSpace(string(out))
-		}
-	}
-	p := filepath.Join(gopath, "bin", "cosign")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	return ""
-}
-
-// TestCosignVerifyAcceptsSignature runs the real cosign CLI. It fails (not
-// skips) without cosign; set UPKIT_NO_COSIGN=1 to run only the Go-level
-// layout check (TestCosignLayout) where cosign cannot be installed.
+// TestCosignVerifyAcceptsSignature runs the real cosign CLI, which
+// scripts/test-deps.sh builds; without it the test fails, naming that command.
 func TestCosignVerifyAcceptsSignature(t *testing.T) {
-	bin := cosignBinary()
-	if bin == "" {
-		if os.Getenv("UPKIT_NO_COSIGN") == "1" {
-			t.Log("UPKIT_NO_COSIGN=1: cosign CLI interop not checked (TestCosignLayout checks the layout)")
-			return
-		}
-		t.Fatal("cosign not found on $PATH or in $(go env GOPATH)/bin: install it with " +
-			"`go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5` (or set UPKIT_NO_COSIGN=1)")
-	}
+	bin := testtools.Require(t, "cosign")
 	addr := registrytest.Start(t, registrytest.OLAReg)
 	ctx := context.Background()
 	f := newFixture(t, 4096)

@@ -11,9 +11,10 @@
 #   distribution  CNCF distribution 2.8 from the Debian package docker-registry
 #                 (`docker-registry serve CONFIG`). Answers 404 to the referrers API, so clients
 #                 use the `sha256-<hex>` fallback tag scheme. Alias: v2.
-#   olareg        github.com/olareg/olareg $UPKIT_OLAREG_VERSION (default v0.1.2), an OCI 1.1
+#   olareg        github.com/olareg/olareg at the version of scripts/tools.txt, an OCI 1.1
 #                 registry that serves GET /v2/<name>/referrers/<digest>. Built once from the Go
-#                 module proxy into $UPKIT_REGISTRY_BIN (default ${TMPDIR:-/tmp}/upkit-registry-bin).
+#                 module proxy by scripts/test-deps.sh into its tools cache
+#                 ($UPKIT_TOOLS_DIR, default ${XDG_CACHE_HOME:-$HOME/.cache}/upkit/tools).
 #
 # Every registry listens on 127.0.0.1 only, plain HTTP, no auth, storage in its own state directory
 # ${TMPDIR:-/tmp}/upkit-registry-FLAVOR/ (config, data/, log, pid, addr). stdout carries only
@@ -22,15 +23,16 @@
 # The Go tests do not use `start`: internal/registrytest runs the same binaries directly, one
 # fresh registry per test, and FAILS (never skips) with the install command when one is missing.
 #
-# Env: UPKIT_OLAREG_VERSION, UPKIT_REGISTRY_BIN (binary cache dir), UPKIT_OLAREG_BIN and
-#      UPKIT_DISTRIBUTION_BIN (use these binaries), UPKIT_REGISTRY_START_TIMEOUT (s, default 30).
+# Env: UPKIT_TOOLS_DIR (tools cache), UPKIT_OLAREG_BIN and UPKIT_DISTRIBUTION_BIN (use these
+#      binaries), UPKIT_REGISTRY_START_TIMEOUT (s, default 30).
 set -euo pipefail
 
 TMPROOT=${TMPDIR:-/tmp}
 TMPROOT=${TMPROOT%/}
 HOST=127.0.0.1
-OLAREG_VERSION=${UPKIT_OLAREG_VERSION:-v0.1.2}
-BINDIR=${UPKIT_REGISTRY_BIN:-$TMPROOT/upkit-registry-bin}
+HERE=$(cd "$(dirname "$0")" && pwd)
+OLAREG_VERSION=$(awk '$1 == "olareg" { print $3 }' "$HERE/tools.txt")
+BINDIR=${UPKIT_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/upkit/tools}
 START_TIMEOUT=${UPKIT_REGISTRY_START_TIMEOUT:-30}
 FLAVORS="distribution olareg"
 
@@ -58,7 +60,7 @@ find_bin() {
 		b=${UPKIT_DISTRIBUTION_BIN:-$(command -v docker-registry || true)}
 		[ -z "$b" ] && [ -x /usr/bin/docker-registry ] && b=/usr/bin/docker-registry
 		[ -n "$b" ] && [ -x "$b" ] ||
-			die "docker-registry not found: run 'apt-get install docker-registry' (or: $0 install distribution)"
+			die "docker-registry not found: run '$0 install distribution' (apt-get install docker-registry)"
 		;;
 	olareg)
 		b=${UPKIT_OLAREG_BIN:-$(olareg_path)}
@@ -69,41 +71,9 @@ find_bin() {
 	echo "$b"
 }
 
-install_distribution() {
-	if command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ]; then
-		say "docker-registry already installed"
-		return
-	fi
-	command -v apt-get >/dev/null || die "apt-get not found: install the docker-registry package by hand"
-	local apt=(apt-get -y -q -o DPkg::Lock::Timeout=300)
-	[ "$(id -u)" = 0 ] || apt=(sudo -n "${apt[@]}")
-	say "installing Debian package docker-registry"
-	# The package's postinst may try to start its system service; we never use that one.
-	DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >&2
-	DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends docker-registry >&2
-}
-
-# install_olareg: build ./cmd/olareg inside the downloaded module, whose go.mod/go.sum pin every
-# dependency. Not `go install pkg@version`: that also asks the proxy for the module's version
-# list (deprecation check), which some proxies refuse for modules whose versions they do serve.
-install_olareg() {
-	local out dir
-	out=$(olareg_path)
-	if [ -x "$out" ]; then
-		say "olareg $OLAREG_VERSION already built: $out"
-		return
-	fi
-	command -v go >/dev/null || die "go not found: needed to build olareg"
-	say "building github.com/olareg/olareg@$OLAREG_VERSION (about a minute on 2 cores)"
-	dir=$(go mod download -json "github.com/olareg/olareg@$OLAREG_VERSION" |
-		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
-	[ -n "$dir" ] && [ -d "$dir" ] || die "go mod download github.com/olareg/olareg@$OLAREG_VERSION failed"
-	mkdir -p "${out%/*}"
-	(cd "$dir" && GOFLAGS=-mod=readonly go build -trimpath -buildvcs=false -o "$out.tmp" ./cmd/olareg) >&2 ||
-		die "building olareg failed"
-	mv -f "$out.tmp" "$out"
-	say "built $out"
-}
+# Both install through scripts/test-deps.sh, the one place that installs what the tests use.
+install_distribution() { "$HERE/test-deps.sh" docker-registry; }
+install_olareg() { "$HERE/test-deps.sh" olareg; }
 
 state_dir() { printf '%s/upkit-registry-%s' "$TMPROOT" "$1"; }
 

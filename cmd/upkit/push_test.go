@@ -13,6 +13,7 @@ import (
 
 	"github.com/upkit/upkit/device"
 	"github.com/upkit/upkit/internal/registrytest"
+	"github.com/upkit/upkit/internal/testtools"
 	"github.com/upkit/upkit/oci"
 )
 
@@ -247,25 +248,8 @@ func ociSignCosign(t *testing.T, dir string) {
 	if !strings.Contains(string(sigs[0].Payload), digest) {
 		t.Fatalf("payload %s", sigs[0].Payload)
 	}
-	// The real cosign accepts the signature made with an upkit key file
-	// (same rule as oci's cosign test: fails without cosign unless
-	// UPKIT_NO_COSIGN=1).
-	cosign, err := exec.LookPath("cosign")
-	if err != nil {
-		if out, gerr := exec.Command("go", "env", "GOPATH").Output(); gerr == nil {
-			p := filepath.Join(strings.TrimSpace(string(out)), "bin", "cosign")
-			if _, serr := os.Stat(p); serr == nil {
-				cosign, err = p, nil
-			}
-		}
-	}
-	if err != nil {
-		if os.Getenv("UPKIT_NO_COSIGN") == "1" {
-			t.Log("UPKIT_NO_COSIGN=1: cosign CLI not run")
-			return
-		}
-		t.Fatal("cosign not found: go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5 (or set UPKIT_NO_COSIGN=1)")
-	}
+	// The real cosign accepts the signature made with an upkit key file.
+	cosign := testtools.Require(t, "cosign")
 	cmd := exec.Command(cosign, "verify", "--key", key+".pub", "--insecure-ignore-tlog", "--allow-http-registry",
 		addr+"/fleet/gw@"+digest)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "TUF_ROOT="+t.TempDir())

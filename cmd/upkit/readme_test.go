@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/upkit/upkit/internal/registrytest"
+	"github.com/upkit/upkit/internal/testtools"
 )
 
 // readmeSections are the README.md sections whose ```sh blocks
@@ -125,14 +126,7 @@ func TestREADME(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	path := bin + string(os.PathListSeparator) + os.Getenv("PATH")
-	if _, err := exec.LookPath("cosign"); err != nil {
-		gopath, _ := exec.Command("go", "env", "GOPATH").Output()
-		gobin := filepath.Join(strings.TrimSpace(string(gopath)), "bin")
-		if _, err := os.Stat(filepath.Join(gobin, "cosign")); err != nil {
-			t.Fatal("cosign not found: go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5")
-		}
-		path += string(os.PathListSeparator) + gobin
-	}
+	path += string(os.PathListSeparator) + filepath.Dir(testtools.Require(t, "cosign"))
 
 	const user, token = "ci-bot", "s3cret-token"
 	addr := registrytest.StartWithAuth(t, registrytest.Distribution, user, token)

@@ -14,12 +14,11 @@
 // authentication (htpasswd), to test credentials from the docker config.
 //
 // When a binary is missing the test FAILS (it never skips) with a message
-// naming the command that installs it; scripts/registry.sh installs both
-// ("scripts/registry.sh install"). The binaries are looked up as
+// naming the command that installs it; scripts/test-deps.sh (which `make
+// test` runs first) provides both. The binaries are looked up as
 // scripts/registry.sh does: $UPKIT_DISTRIBUTION_BIN or docker-registry on
-// $PATH (or /usr/bin), and $UPKIT_OLAREG_BIN or
-// $UPKIT_REGISTRY_BIN/olareg-<version>/olareg with
-// UPKIT_REGISTRY_BIN defaulting to $TMPDIR/upkit-registry-bin.
+// $PATH (or /usr/bin), and olareg where internal/testtools finds it
+// ($UPKIT_OLAREG_BIN, or the tools cache at the version of scripts/tools.txt).
 package registrytest
 
 import (
@@ -39,6 +38,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/upkit/upkit/internal/testtools"
 )
 
 // Registry flavors accepted by Start.
@@ -49,9 +50,6 @@ const (
 
 // Flavors lists every flavor, for table tests that run against each.
 func Flavors() []string { return []string{Distribution, OLAReg} }
-
-// OLARegVersion is the olareg release scripts/registry.sh builds by default.
-const OLARegVersion = "v0.1.2"
 
 // startTimeout bounds how long a registry may take to answer GET /v2/.
 const startTimeout = 20 * time.Second
@@ -71,24 +69,11 @@ func Binary(flavor string) (string, error) {
 			return p, nil
 		}
 		return "", errors.New("registrytest: docker-registry (CNCF distribution) not found: " +
-			"install it with `apt-get install docker-registry` (or `scripts/registry.sh install distribution`)")
+			"install it with `scripts/test-deps.sh docker-registry` (apt-get install docker-registry)")
 	case OLAReg:
-		if p := os.Getenv("UPKIT_OLAREG_BIN"); p != "" {
-			return executable(p, "UPKIT_OLAREG_BIN")
-		}
-		dir := os.Getenv("UPKIT_REGISTRY_BIN")
-		if dir == "" {
-			dir = filepath.Join(os.TempDir(), "upkit-registry-bin")
-		}
-		v := os.Getenv("UPKIT_OLAREG_VERSION")
-		if v == "" {
-			v = OLARegVersion
-		}
-		p := filepath.Join(dir, "olareg-"+v, "olareg")
-		if _, err := executable(p, ""); err != nil {
-			return "", fmt.Errorf("registrytest: olareg not found at %s: build it with "+
-				"`scripts/registry.sh install olareg` (go mod download github.com/olareg/olareg@%s, "+
-				"then go build ./cmd/olareg in the module dir)", p, v)
+		p, err := testtools.Path("olareg")
+		if err != nil {
+			return "", fmt.Errorf("registrytest: %w", err)
 		}
 		return p, nil
 	default:

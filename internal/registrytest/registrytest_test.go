@@ -36,12 +36,12 @@ func TestBinaryUnknownFlavor(t *testing.T) {
 
 func TestBinaryMissingNamesInstall(t *testing.T) {
 	t.Setenv("UPKIT_OLAREG_BIN", "")
-	t.Setenv("UPKIT_REGISTRY_BIN", t.TempDir())
+	t.Setenv("UPKIT_TOOLS_DIR", t.TempDir())
 	_, err := registrytest.Binary(registrytest.OLAReg)
 	if err == nil {
 		t.Fatal("missing olareg not reported")
 	}
-	if want := "scripts/registry.sh install olareg"; !strings.Contains(err.Error(), want) {
+	if want := "scripts/test-deps.sh olareg"; !strings.Contains(err.Error(), want) {
 		t.Fatalf("error %q does not name %q", err, want)
 	}
 }
@@ -59,12 +59,12 @@ func (f *fatalRecorder) Fatalf(s string, a ...any) { f.msg = fmt.Sprintf(s, a...
 // A missing registry fails the test, naming what to install; it never skips.
 func TestStartFailsWhenMissing(t *testing.T) {
 	t.Setenv("UPKIT_OLAREG_BIN", "")
-	t.Setenv("UPKIT_REGISTRY_BIN", t.TempDir())
+	t.Setenv("UPKIT_TOOLS_DIR", t.TempDir())
 	rec := &fatalRecorder{TB: t}
 	if addr := registrytest.Start(rec, registrytest.OLAReg); addr != "" {
 		t.Fatalf("Start returned %q without a binary", addr)
 	}
-	if !strings.Contains(rec.msg, "scripts/registry.sh install olareg") {
+	if !strings.Contains(rec.msg, "scripts/test-deps.sh olareg") {
 		t.Fatalf("Start failed with %q", rec.msg)
 	}
 	t.Setenv("UPKIT_DISTRIBUTION_BIN", filepath.Join(t.TempDir(), "nope"))

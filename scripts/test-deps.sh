@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# scripts/test-deps.sh - provide every real component the tests use; `make test` runs it first.
+#
+#   usage: scripts/test-deps.sh [--check] [NAME...]   (default: every component)
+#
+# For each component it prints one line: found, installed or built, with the time it took.
+#
+#   Debian packages   checked by a file or command they provide; the missing ones are installed
+#                     with one `apt-get install` when running as root or with passwordless sudo.
+#                     Otherwise it stops with the exact command to run and exits 1: a test that
+#                     needs a missing component would fail anyway, and never skips.
+#   Go-built tools    (scripts/tools.txt) built once from the Go module proxy into
+#                     $UPKIT_TOOLS_DIR/NAME-VERSION/NAME, default
+#                     ${XDG_CACHE_HOME:-$HOME/.cache}/upkit/tools; reused on every later run.
+#                     The tests find them there (internal/testtools reads the same file).
+#
+# Already present components are used as they are: no reinstall, no network.
+# --check reports what is missing and exits 1 if anything is, changing nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
+
+TOOLS_DIR=${UPKIT_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/upkit/tools}
+
+# name | Debian package | probe (a command on PATH, or an absolute path) | why
+DEBIAN='
+gcc             gcc             gcc                            cgo: the PKCS#11 signer and go test -race
+libc6-dev       libc6-dev       /usr/include/stdio.h           cgo headers
+git             git             git                            make vet lists the files to gofmt with git ls-files
+zstd            zstd            zstd                           packages and deltas checked against the zstd CLI
+openssl         openssl         openssl                        key files and signatures checked against OpenSSL
+time            time            /usr/bin/time                  peak memory figures in tests and benchmarks
+softhsm2        softhsm2        softhsm2-util                  a real PKCS#11 token for the HSM tests (signing/, cmd/upkit)
+docker-registry docker-registry docker-registry                CNCF distribution 2.8, a real registry (oci/, device/, cmd/upkit)
+'
+
+check_only=0
+if [ "${1:-}" = --check ]; then
+	check_only=1
+	shift
+fi
+SELECTED=("$@")
+selected() { # NAME: is NAME among the arguments (or were there none)?
+	[ ${#SELECTED[@]} -eq 0 ] && return 0
+	local n
+	for n in "${SELECTED[@]}"; do [ "$n" = "$1" ] && return 0; done
+	return 1
+}
+
+say() { printf 'test-deps: %s\n' "$*" >&2; }
+present() { # PROBE
+	case $1 in
+	/*) [ -e "$1" ] ;;
+	*) command -v "$1" >/dev/null 2>&1 ;;
+	esac
+}
+secs() { printf '%d s' $(($(date +%s) - $1)); }
+
+# --- Debian packages --------------------------------------------------------
+missing=()
+while read -r name pkg probe why; do
+	[ -n "$name" ] || continue
+	selected "$name" || continue
+	if present "$probe"; then
+		say "$name: found ($(command -v "$probe" 2>/dev/null || echo "$probe"))"
+	else
+		missing+=("$pkg")
+	fi
+done <<<"$DEBIAN"
+# softhsm2's module is what the tests load; its path differs between distributions.
+if selected softhsm2 && ! [[ " ${missing[*]} " == *" softhsm2 "* ]]; then
+	found=""
+	for p in "${UPKIT_PKCS11_MODULE:-}" /usr/lib/softhsm/libsofthsm2.so /usr/lib/*-linux-gnu/softhsm/libsofthsm2.so \
+		/usr/lib64/pkcs11/libsofthsm2.so /usr/lib/pkcs11/libsofthsm2.so /usr/local/lib/softhsm/libsofthsm2.so; do
+		[ -n "$p" ] && [ -f "$p" ] && found=$p && break
+	done
+	[ -n "$found" ] || missing+=(softhsm2)
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+	cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+	if [ "$check_only" = 1 ]; then
+		say "missing Debian packages: ${missing[*]} (install: $cmd)"
+		exit 1
+	fi
+	apt=(apt-get -y -q -o DPkg::Lock::Timeout=300)
+	if [ "$(id -u)" = 0 ]; then
+		:
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+		apt=(sudo -n "${apt[@]}")
+	else
+		say "missing Debian packages: ${missing[*]}"
+		say "this user is not root and has no passwordless sudo; run this once, then make test again:"
+		say "  sudo $cmd"
+		exit 1
+	fi
+	command -v apt-get >/dev/null || {
+		say "missing: ${missing[*]}, and apt-get is not here: install them with your package manager"
+		exit 1
+	}
+	for p in "${missing[@]}"; do say "$p: installing (apt-get)"; done
+	t0=$(date +%s)
+	log=$(mktemp)
+	# docker-registry's postinst may start its system service; the tests never use that one.
+	if ! { DEBIAN_FRONTEND=noninteractive "${apt[@]}" update &&
+		DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+		tail -n 30 "$log" >&2
+		rm -f "$log"
+		say "apt-get failed (output above); the command was: $cmd"
+		exit 1
+	fi
+	rm -f "$log"
+	say "installed ${missing[*]} in $(secs "$t0")"
+fi
+
+# --- Go-built tools ---------------------------------------------------------
+build_tool() { # NAME MODULE VERSION PKG
+	local name=$1 mod=$2 ver=$3 pkg=$4 out dir t0 log
+	out=$TOOLS_DIR/$name-$ver/$name
+	if [ -x "$out" ]; then
+		say "$name $ver: found ($out)"
+		return
+	fi
+	if [ "$check_only" = 1 ]; then
+		say "$name $ver: missing ($out; build: scripts/test-deps.sh $name)"
+		return 1
+	fi
+	command -v go >/dev/null || {
+		say "$name: go not found, needed to build it"
+		return 1
+	}
+	case $name in
+	cosign) say "$name $ver: building from the Go module proxy, once (about 4 minutes on 2 cores): the interop tests run the real cosign CLI" ;;
+	*) say "$name $ver: building from the Go module proxy, once" ;;
+	esac
+	t0=$(date +%s)
+	# Build inside the downloaded module, whose go.mod/go.sum pin every dependency. Not
+	# `go install mod@version`, which also asks the proxy for the version list.
+	dir=$(go mod download -json "$mod@$ver" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+	[ -n "$dir" ] && [ -d "$dir" ] || {
+		say "$name: go mod download $mod@$ver failed"
+		return 1
+	}
+	mkdir -p "${out%/*}"
+	log=$(mktemp)
+	if ! (cd "$dir" && GOFLAGS='-mod=readonly -buildvcs=false' CGO_ENABLED=0 \
+		go build -trimpath -o "$out.tmp.$$" "$pkg") >"$log" 2>&1; then
+		tail -n 30 "$log" >&2
+		rm -f "$log" "$out.tmp.$$"
+		say "$name: building $mod@$ver $pkg failed (output above)"
+		return 1
+	fi
+	rm -f "$log"
+	mv -f "$out.tmp.$$" "$out"
+	say "$name $ver: built in $(secs "$t0") ($out)"
+}
+
+fail=0
+while read -r name mod ver pkg _; do
+	case $name in '' | '#'*) continue ;; esac
+	selected "$name" || continue
+	build_tool "$name" "$mod" "$ver" "$pkg" || fail=1
+done <scripts/tools.txt
+exit $fail
