@@ -120,7 +120,7 @@ func upkInspect(ctx context.Context, path string, r io.Reader) (*upkInfo, *image
 func upkFields(path string, p *imagepkg.Reader) *upkInfo {
 	return &upkInfo{
 		File:          path,
-		FormatVersion: imagepkg.FormatVersion,
+		FormatVersion: p.FormatVersion,
 		HeaderSize:    p.HeaderSize,
 		KeyID:         p.KeyID,
 		Algorithm:     p.Algorithm,
@@ -198,7 +198,7 @@ func upkIsPackageError(err error) bool {
 		imagepkg.ErrMetadata, imagepkg.ErrMetadataTooLarge, imagepkg.ErrSignatureBlock,
 		imagepkg.ErrUnknownKey, imagepkg.ErrSignature, imagepkg.ErrTruncated,
 		imagepkg.ErrPayloadDigest, imagepkg.ErrPayloadSize, imagepkg.ErrTrailingData,
-		imagepkg.ErrUnsafePath} {
+		imagepkg.ErrUnsafePath, imagepkg.ErrPadding} {
 		if errors.Is(err, e) {
 			return true
 		}
