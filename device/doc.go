@@ -69,6 +69,6 @@
 // implementations take no locks).
 //
 // The package imports only the standard library, klauspost/compress and
-// upkit's format packages (imagepkg, manifest, delta, internal/pubkey); a
+// upkit's format packages (spec, imagepkg, manifest, delta); a
 // test enforces it.
 package device

@@ -15,8 +15,8 @@ import (
 	"testing"
 
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/pubkey"
 	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/spec"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden.upk")
@@ -247,7 +247,7 @@ func TestTamper(t *testing.T) {
 
 // verifyByRead verifies like Verify but reads the payload through its Read
 // method only (Verify uses WriteTo).
-func verifyByRead(pkg []byte, keys ...*pubkey.Key) error {
+func verifyByRead(pkg []byte, keys ...*spec.PublicKey) error {
 	p, err := imagepkg.Open(bytes.NewReader(pkg))
 	if err != nil {
 		return err
@@ -300,7 +300,7 @@ func TestTrailingData(t *testing.T) {
 
 func TestUnknownKey(t *testing.T) {
 	good := pack(t, []byte("payload"), testOptions("none"), testkeys.Ed25519(1))
-	for name, keys := range map[string][]*pubkey.Key{
+	for name, keys := range map[string][]*spec.PublicKey{
 		"none":     nil,
 		"other":    {testkeys.Ed25519(2).Public()},
 		"ecdsa":    {testkeys.ECDSA().Public()},
@@ -313,7 +313,7 @@ func TestUnknownKey(t *testing.T) {
 	}
 	// A key with the right ID but another algorithm is a signature failure.
 	k := *testkeys.Ed25519(1).Public()
-	k.Algorithm = pubkey.ECDSAP256
+	k.Algorithm = spec.AlgorithmECDSAP256
 	if _, err := imagepkg.Verify(context.Background(), bytes.NewReader(good), &k); !errors.Is(err, imagepkg.ErrSignature) {
 		t.Errorf("algorithm mismatch: got %v, want ErrSignature", err)
 	}

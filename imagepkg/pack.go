@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/spec"
 )
 
 // PackOptions say what to put in a package's metadata and how to store the
@@ -296,18 +296,18 @@ func signHeader(ctx context.Context, meta *Metadata, s Signer) ([]byte, error) {
 // signerAlgorithm finds the signer's algorithm (see Signer) and, when the
 // public key is known, checks the key ID and the signature.
 func signerAlgorithm(s Signer, msg, sig []byte) (string, error) {
-	var key *pubkey.Key
+	var key *spec.PublicKey
 	switch v := s.(type) {
-	case interface{ Public() *pubkey.Key }:
+	case interface{ Public() *spec.PublicKey }:
 		key = v.Public()
 	case interface{ Public() crypto.PublicKey }:
-		k, err := pubkey.FromPublic(v.Public())
+		k, err := spec.NewPublicKey(v.Public())
 		if err != nil {
 			return "", err
 		}
 		key = k
 	case interface{ PublicKey() crypto.PublicKey }:
-		k, err := pubkey.FromPublic(v.PublicKey())
+		k, err := spec.NewPublicKey(v.PublicKey())
 		if err != nil {
 			return "", err
 		}
@@ -326,10 +326,10 @@ func signerAlgorithm(s Signer, msg, sig []byte) (string, error) {
 		return a.Algorithm(), nil
 	}
 	if len(sig) == 64 && !isECDSADER(sig) {
-		return pubkey.Ed25519, nil
+		return spec.AlgorithmEd25519, nil
 	}
 	if isECDSADER(sig) {
-		return pubkey.ECDSAP256, nil
+		return spec.AlgorithmECDSAP256, nil
 	}
 	return "", fmt.Errorf("%w: cannot tell the algorithm of a %d-byte signature", ErrSignerMisbehaving, len(sig))
 }

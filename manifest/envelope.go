@@ -22,7 +22,7 @@ type Envelope struct {
 
 // Signature is one DSSE signature.
 type Signature struct {
-	KeyID string // hex key ID of the signing key (see internal/pubkey)
+	KeyID string // hex key ID of the signing key (see spec.KeyID)
 	Sig   []byte // raw signature: Ed25519, or ASN.1 ECDSA P-256 over sha256(PAE)
 }
 

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/spec"
 )
 
 // Root is a trust root: the keys a device trusts and which of them may sign
@@ -22,8 +22,8 @@ type Root struct {
 
 // Key is a public key in a root.
 type Key struct {
-	Algorithm string `json:"algorithm"` // pubkey.ECDSAP256 or pubkey.Ed25519
-	Public    string `json:"public"`    // "PUBLIC KEY" PEM, exactly as pubkey.Key.PEM writes it
+	Algorithm string `json:"algorithm"` // spec.AlgorithmECDSAP256 or spec.AlgorithmEd25519
+	Public    string `json:"public"`    // "PUBLIC KEY" PEM, exactly as spec.PublicKey.PEM writes it
 }
 
 // Roles are the two roles of a root.
@@ -48,7 +48,7 @@ type rootWire struct {
 }
 
 // KeyOf returns the key ID and the root entry for a public key.
-func KeyOf(k *pubkey.Key) (string, Key) {
+func KeyOf(k *spec.PublicKey) (string, Key) {
 	return k.ID, Key{Algorithm: k.Algorithm, Public: string(k.PEM())}
 }
 
@@ -73,7 +73,7 @@ func (r *Root) Clone() *Root {
 //   - each role: 1 to MaxKeys distinct key IDs listed in keys, threshold
 //     1 to the number of its keys;
 //   - every key belongs to at least one role.
-func (r *Root) verifiers() (map[string]*pubkey.Key, error) {
+func (r *Root) verifiers() (map[string]*spec.PublicKey, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%w: nil root", ErrMalformed)
 	}
@@ -92,12 +92,12 @@ func (r *Root) verifiers() (map[string]*pubkey.Key, error) {
 	if len(r.Keys) > MaxKeys {
 		return nil, fmt.Errorf("%w: root lists %d keys, limit %d", ErrTooLarge, len(r.Keys), MaxKeys)
 	}
-	keys := make(map[string]*pubkey.Key, len(r.Keys))
+	keys := make(map[string]*spec.PublicKey, len(r.Keys))
 	for id, k := range r.Keys {
 		if !isKeyID(id) {
 			return nil, fmt.Errorf("%w: root key ID %.80q: want 64 lowercase hex digits", ErrMalformed, id)
 		}
-		pk, err := pubkey.ParsePEM([]byte(k.Public))
+		pk, err := spec.ParsePublicKeyPEM([]byte(k.Public))
 		if err != nil {
 			return nil, fmt.Errorf("%w: root key %s: %v", ErrMalformed, id, err)
 		}
@@ -193,7 +193,7 @@ func ParseRoot(payload []byte) (*Root, error) {
 	return r, err
 }
 
-func parseRoot(payload []byte) (*Root, map[string]*pubkey.Key, error) {
+func parseRoot(payload []byte) (*Root, map[string]*spec.PublicKey, error) {
 	var w rootWire
 	if err := decodeStrict(payload, "root", &w, true); err != nil {
 		return nil, nil, err

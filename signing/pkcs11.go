@@ -38,7 +38,7 @@ const pkcs11MaxSessions = 4
 // Errors: ErrPKCS11URI, ErrPKCS11Module (no module or it cannot be loaded),
 // ErrPKCS11Token, ErrPKCS11PIN (missing or refused), ErrPKCS11Object (no
 // key pair with that label/id, or several), ErrPKCS11 (anything else the
-// token reports), pubkey.ErrUnsupportedKey (a key other than ECDSA P-256).
+// token reports), spec.ErrUnsupportedKey (a key other than ECDSA P-256).
 func LoadPKCS11(ctx context.Context, ref string, opts PKCS11Options) (*Signer, error) {
 	k, err := openPKCS11(ctx, ref, opts)
 	if err != nil {

@@ -29,13 +29,13 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature/options"
 
 	"github.com/upkit/upkit/internal/atomicfile"
-	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/spec"
 )
 
 // Algorithms accepted by Generate.
 const (
-	AlgorithmECDSAP256 = pubkey.ECDSAP256
-	AlgorithmEd25519   = pubkey.Ed25519
+	AlgorithmECDSAP256 = spec.AlgorithmECDSAP256
+	AlgorithmEd25519   = spec.AlgorithmEd25519
 )
 
 // MaxKeyFileSize bounds key files read from disk.
@@ -61,7 +61,7 @@ type PassFunc = cryptoutils.PassFunc
 // Signer signs with a private key held in a file, a KMS or a token. It
 // satisfies imagepkg.Signer and manifest.Signer.
 type Signer struct {
-	key *pubkey.Key
+	key *spec.PublicKey
 	sv  signature.Signer
 }
 
@@ -69,7 +69,7 @@ type Signer struct {
 func (s *Signer) KeyID() string { return s.key.ID }
 
 // Public returns the signer's public key.
-func (s *Signer) Public() *pubkey.Key { return s.key }
+func (s *Signer) Public() *spec.PublicKey { return s.key }
 
 // Sign signs message: Ed25519 over the bytes, ECDSA P-256 over their SHA-256
 // (ASN.1 DER signature). The signature is checked against the public key
@@ -95,7 +95,7 @@ func NewSigner(sv signature.Signer) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing: reading the signer's public key: %w", err)
 	}
-	k, err := pubkey.FromPublic(pub)
+	k, err := spec.NewPublicKey(pub)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func DecodePrivateKey(data []byte, pf PassFunc) (crypto.PrivateKey, error) {
 		}
 		return nil, fmt.Errorf("%w: %v", ErrKeyFile, err)
 	}
-	if _, err := pubkey.AlgorithmOf(publicOf(priv)); err != nil {
+	if _, err := spec.AlgorithmOf(publicOf(priv)); err != nil {
 		return nil, err
 	}
 	return priv, nil
@@ -188,8 +188,8 @@ func publicOf(priv crypto.PrivateKey) crypto.PublicKey {
 // WriteKeyPair writes PREFIX.key (encrypted) and PREFIX.pub (PEM). It refuses
 // to overwrite either file, and writes each through a temporary file renamed
 // into place, so a failure never leaves half a key behind.
-func WriteKeyPair(prefix string, priv crypto.Signer, password []byte) (*pubkey.Key, error) {
-	k, err := pubkey.FromPublic(priv.Public())
+func WriteKeyPair(prefix string, priv crypto.Signer, password []byte) (*spec.PublicKey, error) {
+	k, err := spec.NewPublicKey(priv.Public())
 	if err != nil {
 		return nil, err
 	}
@@ -215,12 +215,12 @@ func WriteKeyPair(prefix string, priv crypto.Signer, password []byte) (*pubkey.K
 
 // LoadPublicKey reads a PEM public key file, or derives the public key from
 // a key reference that is not a file (a KMS URI).
-func LoadPublicKey(path string) (*pubkey.Key, error) {
+func LoadPublicKey(path string) (*spec.PublicKey, error) {
 	data, err := readBounded(path)
 	if err != nil {
 		return nil, err
 	}
-	k, err := pubkey.ParsePEM(data)
+	k, err := spec.ParsePublicKeyPEM(data)
 	if err != nil {
 		return nil, fmt.Errorf("reading public key %s: %w", path, err)
 	}

@@ -14,8 +14,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/pubkey"
 	"github.com/upkit/upkit/signing"
+	"github.com/upkit/upkit/spec"
 )
 
 func packCommand() *cli.Command {
@@ -213,7 +213,7 @@ func (a *pkgAsyncSigner) Sign(ctx context.Context, message []byte) ([]byte, erro
 	return s.Sign(ctx, message)
 }
 
-func (a *pkgAsyncSigner) Public() *pubkey.Key {
+func (a *pkgAsyncSigner) Public() *spec.PublicKey {
 	if s, err := a.wait(); err == nil {
 		return s.Public()
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/pubkey"
 	"github.com/upkit/upkit/manifest"
+	"github.com/upkit/upkit/spec"
 )
 
 func releaseCommand() *cli.Command {
@@ -94,7 +94,7 @@ func releaseCreateAction(c *cli.Context) error {
 	if !expires.After(created) {
 		return usageError("--expires %s is not after the creation time %s", expires.Format(time.RFC3339), created.Format(time.RFC3339))
 	}
-	var keys []*pubkey.Key
+	var keys []*spec.PublicKey
 	if paths := c.StringSlice("key"); len(paths) > 0 {
 		if keys, err = loadPublicKeys(paths); err != nil {
 			return fmt.Errorf("--key: %w", err)
@@ -106,7 +106,7 @@ func releaseCreateAction(c *cli.Context) error {
 			return err
 		}
 		for _, id := range root.Roles.Release.KeyIDs {
-			k, err := pubkey.ParsePEM([]byte(root.Keys[id].Public))
+			k, err := spec.ParsePublicKeyPEM([]byte(root.Keys[id].Public))
 			if err != nil {
 				return fmt.Errorf("trust root %s: key %s: %w", p, id, err)
 			}
@@ -154,7 +154,7 @@ func releaseCreateAction(c *cli.Context) error {
 // mfReadPackage opens a .upk file, verifies its signature against keys
 // (when any are given) and its payload, and returns its release entry. The
 // file is read once: the package digest is computed while imagepkg reads.
-func mfReadPackage(c *cli.Context, path string, keys []*pubkey.Key) (*manifest.Image, error) {
+func mfReadPackage(c *cli.Context, path string, keys []*spec.PublicKey) (*manifest.Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

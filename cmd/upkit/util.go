@@ -14,8 +14,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/upkit/upkit/internal/atomicfile"
-	"github.com/upkit/upkit/internal/pubkey"
 	"github.com/upkit/upkit/signing"
+	"github.com/upkit/upkit/spec"
 )
 
 // Exit codes. Verification failures and usage errors are told apart so that
@@ -132,8 +132,8 @@ func loadSigner(c *cli.Context, keyref string) (*signing.Signer, error) {
 }
 
 // loadPublicKeys reads one or more PEM public key files.
-func loadPublicKeys(paths []string) ([]*pubkey.Key, error) {
-	keys := make([]*pubkey.Key, 0, len(paths))
+func loadPublicKeys(paths []string) ([]*spec.PublicKey, error) {
+	keys := make([]*spec.PublicKey, 0, len(paths))
 	for _, p := range paths {
 		k, err := signing.LoadPublicKey(p)
 		if err != nil {

@@ -24,9 +24,9 @@ import (
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/device"
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/pubkey"
 	"github.com/upkit/upkit/internal/testkeys"
 	"github.com/upkit/upkit/manifest"
+	"github.com/upkit/upkit/spec"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/SECURITY-tamper.md with this run's figures")
@@ -316,7 +316,7 @@ func signPkg(t *testing.T, s *testkeys.Signer, msg []byte) []byte {
 	}
 	id := sha256.Sum256(s.Public().DER)
 	alg := byte(2)
-	if s.Public().Algorithm == pubkey.ECDSAP256 {
+	if s.Public().Algorithm == spec.AlgorithmECDSAP256 {
 		alg = 1
 	}
 	blk := binary.BigEndian.AppendUint16(nil, uint16(33+len(sig)))

@@ -16,13 +16,13 @@ import (
 	"crypto/sha256"
 	"fmt"
 
-	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/spec"
 )
 
 // Signer is an in-memory signer for tests.
 type Signer struct {
 	priv crypto.Signer
-	key  *pubkey.Key
+	key  *spec.PublicKey
 }
 
 // Ed25519 returns the n-th deterministic Ed25519 test key. The same n always
@@ -44,7 +44,7 @@ func ECDSA() *Signer {
 
 // Wrap makes a test Signer from any supported crypto.Signer.
 func Wrap(priv crypto.Signer) (*Signer, error) {
-	k, err := pubkey.FromPublic(priv.Public())
+	k, err := spec.NewPublicKey(priv.Public())
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +63,7 @@ func mustWrap(priv crypto.Signer) *Signer {
 func (s *Signer) KeyID() string { return s.key.ID }
 
 // Public returns the parsed public key.
-func (s *Signer) Public() *pubkey.Key { return s.key }
+func (s *Signer) Public() *spec.PublicKey { return s.key }
 
 // PEM returns the public key as PEM.
 func (s *Signer) PEM() []byte { return s.key.PEM() }
@@ -77,7 +77,7 @@ func (s *Signer) Sign(ctx context.Context, message []byte) ([]byte, error) {
 		return nil, err
 	}
 	switch s.key.Algorithm {
-	case pubkey.Ed25519:
+	case spec.AlgorithmEd25519:
 		return s.priv.Sign(nil, message, crypto.Hash(0))
 	default:
 		d := sha256.Sum256(message)

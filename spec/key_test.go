@@ -1,4 +1,4 @@
-package pubkey_test
+package spec_test
 
 import (
 	"crypto/ecdsa"
@@ -12,8 +12,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/upkit/upkit/internal/pubkey"
 	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/spec"
 )
 
 func TestKeyIDIsSHA256OfDER(t *testing.T) {
@@ -28,7 +28,7 @@ func TestKeyIDIsSHA256OfDER(t *testing.T) {
 			t.Fatalf("%s: ID %s, want %s", k.Algorithm, k.ID, want)
 		}
 		// PEM round trip keeps the ID and algorithm.
-		back, err := pubkey.ParsePEM(k.PEM())
+		back, err := spec.ParsePublicKeyPEM(k.PEM())
 		if err != nil || back.ID != k.ID || back.Algorithm != k.Algorithm {
 			t.Fatalf("%s: PEM round trip: %v", k.Algorithm, err)
 		}
@@ -46,10 +46,10 @@ func TestVerify(t *testing.T) {
 			t.Fatalf("%s: good signature refused: %v", s.Public().Algorithm, err)
 		}
 		sig[len(sig)/2] ^= 1
-		if err := s.Public().Verify(msg, sig); !errors.Is(err, pubkey.ErrBadSignature) {
+		if err := s.Public().Verify(msg, sig); !errors.Is(err, spec.ErrBadSignature) {
 			t.Fatalf("%s: flipped signature: %v, want ErrBadSignature", s.Public().Algorithm, err)
 		}
-		if err := testkeys.Ed25519(9).Public().Verify(msg, sig); !errors.Is(err, pubkey.ErrBadSignature) {
+		if err := testkeys.Ed25519(9).Public().Verify(msg, sig); !errors.Is(err, spec.ErrBadSignature) {
 			t.Fatalf("other key: %v, want ErrBadSignature", err)
 		}
 	}
@@ -65,22 +65,22 @@ func TestParsePEMRejects(t *testing.T) {
 		data []byte
 		want error
 	}{
-		"empty":          {nil, pubkey.ErrBadPEM},
-		"not PEM":        {[]byte("hello"), pubkey.ErrBadPEM},
-		"private type":   {pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}}), pubkey.ErrBadPEM},
-		"garbage DER":    {pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}}), pubkey.ErrBadPEM},
-		"trailing data":  {append(append([]byte{}, good...), "x"...), pubkey.ErrBadPEM},
-		"too large":      {make([]byte, pubkey.MaxPEMSize+1), pubkey.ErrBadPEM},
-		"P-384":          {pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der384}), pubkey.ErrUnsupportedKey},
-		"RSA":            {pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: derRSA}), pubkey.ErrUnsupportedKey},
-		"two PEM blocks": {append(append([]byte{}, good...), good...), pubkey.ErrBadPEM},
+		"empty":          {nil, spec.ErrBadPEM},
+		"not PEM":        {[]byte("hello"), spec.ErrBadPEM},
+		"private type":   {pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}}), spec.ErrBadPEM},
+		"garbage DER":    {pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}}), spec.ErrBadPEM},
+		"trailing data":  {append(append([]byte{}, good...), "x"...), spec.ErrBadPEM},
+		"too large":      {make([]byte, spec.MaxPEMSize+1), spec.ErrBadPEM},
+		"P-384":          {pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der384}), spec.ErrUnsupportedKey},
+		"RSA":            {pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: derRSA}), spec.ErrUnsupportedKey},
+		"two PEM blocks": {append(append([]byte{}, good...), good...), spec.ErrBadPEM},
 	} {
-		if _, err := pubkey.ParsePEM(tc.data); !errors.Is(err, tc.want) {
+		if _, err := spec.ParsePublicKeyPEM(tc.data); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", name, err, tc.want)
 		}
 	}
 	// Whitespace after the block is fine.
-	if _, err := pubkey.ParsePEM(append(append([]byte{}, good...), "\n \n"...)); err != nil {
+	if _, err := spec.ParsePublicKeyPEM(append(append([]byte{}, good...), "\n \n"...)); err != nil {
 		t.Errorf("trailing newline refused: %v", err)
 	}
 }
