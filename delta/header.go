@@ -2,11 +2,12 @@ package delta
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // Magic is the first 8 bytes of every patch. It differs from the image
@@ -25,8 +26,8 @@ const HeaderSize = 116
 // Apply's memory is bounded by MaxWindow + MaxBlockSize + MaxCtrlSize plus a
 // constant of well under 1 MiB, whatever the image size.
 const (
-	// MaxImageSize bounds OldSize and NewSize (1 TiB).
-	MaxImageSize = 1 << 40
+	// MaxImageSize bounds OldSize and NewSize (1 TiB, spec.MaxBlobSize).
+	MaxImageSize = spec.MaxBlobSize
 	// MinWindow and MaxWindow bound the zstd window of the patch body; the
 	// window is a power of two.
 	MinWindow = 1 << 10
@@ -117,10 +118,10 @@ type Header struct {
 }
 
 // OldDigest returns the old image digest as "sha256:<64 hex>".
-func (h *Header) OldDigest() string { return "sha256:" + hex.EncodeToString(h.OldSHA256[:]) }
+func (h *Header) OldDigest() string { return spec.Digest(h.OldSHA256).String() }
 
 // NewDigest returns the new image digest as "sha256:<64 hex>".
-func (h *Header) NewDigest() string { return "sha256:" + hex.EncodeToString(h.NewSHA256[:]) }
+func (h *Header) NewDigest() string { return spec.Digest(h.NewSHA256).String() }
 
 // PatchSize is the total size of the patch: header plus body.
 func (h *Header) PatchSize() int64 { return HeaderSize + h.BodySize }

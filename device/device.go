@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/upkit/upkit/spec"
+
 	"github.com/upkit/upkit/manifest"
 )
 
@@ -250,7 +252,7 @@ func (p *Plan) UseDelta(component, from, to, digest string, size int64) error {
 			continue
 		}
 		switch {
-		case !validDigest(digest) || size < 1:
+		case !spec.ValidDigest(digest) || size < 1:
 			return fmt.Errorf("%w: delta %q of %d bytes", ErrConfig, digest, size)
 		case size > im.PackageSize:
 			return fmt.Errorf("%w: delta %s of %d bytes for %s, larger than its full package (%d bytes)", ErrTooLarge, digest, size, component, im.PackageSize)
@@ -532,7 +534,7 @@ func checkPlan(given, fresh *Plan, rel *manifest.Release) error {
 				if g.BaseDigest == "" || g.BaseDigest != fresh.installed[g.Component] {
 					return fmt.Errorf("%w: plan applies a delta from %s, component %s has %q committed", ErrBaseMismatch, g.BaseDigest, g.Component, fresh.installed[g.Component])
 				}
-				if !validDigest(g.BlobDigest) || g.BlobSize < 1 || g.BlobSize > img.Package.Size {
+				if !spec.ValidDigest(g.BlobDigest) || g.BlobSize < 1 || g.BlobSize > img.Package.Size {
 					return fmt.Errorf("%w: unlisted delta %q of %d bytes for component %s (package is %d bytes)", ErrTooLarge, g.BlobDigest, g.BlobSize, g.Component, img.Package.Size)
 				}
 				continue

@@ -3,7 +3,6 @@ package device
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -14,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/upkit/upkit/spec"
 
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/imagepkg"
@@ -177,7 +178,7 @@ func (d *Device) Install(ctx context.Context, src Source, plan *Plan, now time.T
 }
 
 func (d *Device) stagingPath(digest string) string {
-	return filepath.Join(d.cfg.StagingDir, strings.TrimPrefix(digest, "sha256:")+".part")
+	return filepath.Join(d.cfg.StagingDir, strings.TrimPrefix(digest, spec.DigestPrefix)+".part")
 }
 
 // cleanStaging removes staged downloads that plan does not need (an
@@ -266,7 +267,7 @@ func (d *Device) fetch(ctx context.Context, src Source, component, digest string
 			return nil, fetched, resumedAt, err
 		}
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest && resumedAt > 0 {
+	if got := spec.HashDigest(h).String(); got != digest && resumedAt > 0 {
 		// The staged prefix may be what differs (a torn write before a
 		// power loss, or an earlier bad source): download once more, whole.
 		if err := f.Truncate(0); err != nil {
@@ -286,7 +287,7 @@ func (d *Device) fetch(ctx context.Context, src Source, component, digest string
 			return nil, fetched, resumedAt, err
 		}
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
+	if got := spec.HashDigest(h).String(); got != digest {
 		discard()
 		return nil, fetched, resumedAt, fmt.Errorf("%w: blob is %s, the release signs %s (staged copy discarded)", ErrDigest, got, digest)
 	}
@@ -464,7 +465,7 @@ func (d *Device) verifySlot(ctx context.Context, component, slot, digest string,
 	if n != size {
 		return fmt.Errorf("%w: slot %s of %s holds %d bytes, want %d", ErrDigest, slot, component, n, size)
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
+	if got := spec.HashDigest(h).String(); got != digest {
 		return fmt.Errorf("%w: slot %s of %s holds %s, want %s", ErrDigest, slot, component, got, digest)
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // Slot names. Every component has two slots; the committed image is in one
@@ -94,19 +96,10 @@ func checkSlotName(component, slot string) error {
 	return nil
 }
 
-// validComponent accepts imagepkg's component names ([a-z0-9][a-z0-9._-]*),
-// which are safe as file names.
+// validComponent accepts spec's component names ([a-z0-9][a-z0-9._-]*)
+// without "..", which are safe as file names.
 func validComponent(c string) bool {
-	if c == "" || len(c) > 64 || strings.Contains(c, "..") {
-		return false
-	}
-	for i, r := range c {
-		ok := 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || i > 0 && (r == '.' || r == '_' || r == '-')
-		if !ok {
-			return false
-		}
-	}
-	return true
+	return spec.CheckName(c) == nil && !strings.Contains(c, "..")
 }
 
 // OpenRead implements Slots.

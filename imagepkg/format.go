@@ -1,8 +1,9 @@
 package imagepkg
 
 import (
-	"context"
 	"errors"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // Magic is the first 8 bytes of every image package. Like PNG's signature it
@@ -33,10 +34,10 @@ const (
 	// MaxHeaderSize bounds every byte before the payload.
 	MaxHeaderSize = fixedHeaderSize + MaxMetadataSize + 2 + MaxSignatureBlock
 	// MaxHardware bounds the number of entries in metadata.hardware.
-	MaxHardware = 64
-	// MaxStringSize bounds the length of metadata strings without a
-	// tighter limit of their own (version, hardware entries).
-	MaxStringSize = 128
+	MaxHardware = spec.MaxHardware
+	// MaxStringSize bounds the length of metadata.version (names have
+	// spec.MaxNameLength).
+	MaxStringSize = spec.MaxVersionLength
 	// MaxDecoderWindow is the largest zstd window a reader accepts: the
 	// decoder's memory is bounded by it. Pack writes 2 MiB windows.
 	MaxDecoderWindow = 8 << 20
@@ -71,19 +72,3 @@ var (
 	ErrPayloadConsumed   = errors.New("imagepkg: payload already read")
 	ErrSignerMisbehaving = errors.New("imagepkg: signer returned an unusable signature")
 )
-
-// Signer signs package headers. KeyID is the lowercase hex sha256 of the
-// signer's DER SubjectPublicKeyInfo; Sign returns an Ed25519 signature over
-// message, or an ASN.1 ECDSA P-256 signature over sha256(message).
-//
-// Pack learns the algorithm from optional methods, tried in this order:
-// Public() *pubkey.Key, Public() crypto.PublicKey, PublicKey()
-// crypto.PublicKey, then Algorithm() string ("ecdsa-p256" or "ed25519").
-// When the public key is available, Pack also checks that it matches KeyID
-// and that the signature verifies, before writing anything. Without any of
-// them, the algorithm is inferred from the signature's encoding (an ASN.1
-// DER pair: ECDSA P-256; 64 other bytes: Ed25519).
-type Signer interface {
-	KeyID() string
-	Sign(ctx context.Context, message []byte) ([]byte, error)
-}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
 	"github.com/upkit/upkit/imagepkg"
 	"github.com/upkit/upkit/internal/testkeys"
 )

@@ -14,6 +14,7 @@ import (
 	"math/big"
 
 	"github.com/klauspost/compress/zstd"
+
 	"github.com/upkit/upkit/spec"
 )
 
@@ -394,7 +395,7 @@ func (p *payloadReader) finish() error {
 	if p.n != p.want.Size {
 		return p.fail(fmt.Errorf("%w: %d bytes, signed size %d", ErrPayloadSize, p.n, p.want.Size))
 	}
-	if got := "sha256:" + hex.EncodeToString(p.hash.Sum(nil)); got != p.want.SHA256 {
+	if got := spec.HashDigest(p.hash).String(); got != p.want.SHA256 {
 		return p.fail(fmt.Errorf("%w: got %s, signed %s", ErrPayloadDigest, got, p.want.SHA256))
 	}
 	p.err = io.EOF

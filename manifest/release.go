@@ -275,8 +275,8 @@ func VerifyRelease(root *Root, envelope []byte, now time.Time) (*Release, error)
 	if err != nil {
 		return nil, fmt.Errorf("trust root: %w", err)
 	}
-	if expired(root.Expires, now) {
-		return nil, fmt.Errorf("%w: trust root version %d expired at %s (reference time %s)", ErrExpired, root.Version, formatTime(root.Expires), now.UTC().Format(time.RFC3339))
+	if err := checkExpiry(fmt.Sprintf("trust root version %d", root.Version), root.Expires, now); err != nil {
+		return nil, err
 	}
 	env, err := parseTypedEnvelope(envelope, ReleasePayloadType, "release")
 	if err != nil {
@@ -289,8 +289,8 @@ func VerifyRelease(root *Root, envelope []byte, now time.Time) (*Release, error)
 	if err != nil {
 		return nil, err
 	}
-	if expired(r.Expires, now) {
-		return nil, fmt.Errorf("%w: release %s version %d expired at %s (reference time %s)", ErrExpired, r.Product, r.Version, formatTime(r.Expires), now.UTC().Format(time.RFC3339))
+	if err := checkExpiry(fmt.Sprintf("release %s version %d", r.Product, r.Version), r.Expires, now); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

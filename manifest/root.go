@@ -94,7 +94,7 @@ func (r *Root) verifiers() (map[string]*spec.PublicKey, error) {
 	}
 	keys := make(map[string]*spec.PublicKey, len(r.Keys))
 	for id, k := range r.Keys {
-		if !isKeyID(id) {
+		if !spec.ValidKeyID(id) {
 			return nil, fmt.Errorf("%w: root key ID %.80q: want 64 lowercase hex digits", ErrMalformed, id)
 		}
 		pk, err := spec.ParsePublicKeyPEM([]byte(k.Public))
@@ -233,8 +233,8 @@ func VerifySelfSignedRoot(envelope []byte, now time.Time) (*Root, error) {
 	if err := verifyRole(env, keys, r.Roles.Root, fmt.Sprintf("root version %d (self-signed) by its own root role", r.Version)); err != nil {
 		return nil, err
 	}
-	if expired(r.Expires, now) {
-		return nil, fmt.Errorf("%w: root version %d expired at %s (reference time %s)", ErrExpired, r.Version, formatTime(r.Expires), now.UTC().Format(time.RFC3339))
+	if err := checkExpiry(fmt.Sprintf("root version %d", r.Version), r.Expires, now); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -258,8 +258,8 @@ func VerifyRoot(trusted *Root, next []byte, now time.Time) (*Root, error) {
 	if err != nil {
 		return nil, err
 	}
-	if expired(r.Expires, now) {
-		return nil, fmt.Errorf("%w: root version %d expired at %s (reference time %s)", ErrExpired, r.Version, formatTime(r.Expires), now.UTC().Format(time.RFC3339))
+	if err := checkExpiry(fmt.Sprintf("root version %d", r.Version), r.Expires, now); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -286,8 +286,8 @@ func VerifyRootChain(trusted *Root, chain [][]byte, now time.Time) (*Root, error
 		}
 		cur = next
 	}
-	if expired(cur.Expires, now) {
-		return nil, fmt.Errorf("%w: root version %d expired at %s (reference time %s)", ErrExpired, cur.Version, formatTime(cur.Expires), now.UTC().Format(time.RFC3339))
+	if err := checkExpiry(fmt.Sprintf("root version %d", cur.Version), cur.Expires, now); err != nil {
+		return nil, err
 	}
 	return cur, nil
 }

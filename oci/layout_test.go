@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+
 	"github.com/upkit/upkit/internal/registrytest"
 	"github.com/upkit/upkit/oci"
 )

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/upkit/upkit/spec"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -97,7 +98,7 @@ func resolve(ctx context.Context, t Target, o Options) (*Artifact, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(raw)
-	digest := "sha256:" + hex.EncodeToString(sum[:])
+	digest := spec.Digest(sum).String()
 	if t.Digest != "" && t.Digest != digest {
 		return nil, fmt.Errorf("%w: manifest %s hashes to %s", ErrDigestMismatch, t, digest)
 	}

@@ -3,7 +3,6 @@ package oci
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/upkit/upkit/spec"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -468,7 +469,7 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 	}
 	// Exactly size bytes; nothing more must follow, which the LimitReader
 	// above already checked when the last copy ended cleanly.
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
+	if got := spec.HashDigest(h).String(); got != digest {
 		return fmt.Errorf("%w: downloaded blob hashes to %s, want %s", ErrDigestMismatch, got, digest)
 	}
 	if err := f.Sync(); err != nil {

@@ -1,8 +1,9 @@
 // Package signing holds the release side of upkit's keys: generating key
 // pairs, reading and writing encrypted key files, and loading signers from a
 // key reference (a key file, a PKCS#11 URI or a KMS URI). It adapts them all to *Signer,
-// which satisfies the small Signer interfaces that imagepkg and manifest
-// declare (KeyID + Sign), so the format packages never import sigstore.
+// which satisfies spec.Signer and spec.PublicSigner (key ID, sign bytes,
+// public key), the one signing interface the format packages take, so they
+// never import sigstore.
 //
 // Key files are interchangeable with cosign's: the private key is PKCS#8,
 // encrypted with sigstore's cryptoutils (scrypt + secretbox, PEM type
@@ -59,11 +60,13 @@ var (
 type PassFunc = cryptoutils.PassFunc
 
 // Signer signs with a private key held in a file, a KMS or a token. It
-// satisfies imagepkg.Signer and manifest.Signer.
+// satisfies spec.PublicSigner.
 type Signer struct {
 	key *spec.PublicKey
 	sv  signature.Signer
 }
+
+var _ spec.PublicSigner = (*Signer)(nil)
 
 // KeyID returns the lowercase hex sha256 of the signer's DER SubjectPublicKeyInfo.
 func (s *Signer) KeyID() string { return s.key.ID }

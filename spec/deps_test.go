@@ -1,21 +1,12 @@
 package spec_test
 
 import (
-	"os/exec"
-	"strings"
 	"testing"
+
+	"github.com/upkit/upkit/internal/testutil/deps"
 )
 
-// TestDependencies: spec is the floor every other package stands on, so
-// it imports the standard library only.
+// TestDependencies: every other package stands on it: the standard library only (DESIGN.md, "Layout").
 func TestDependencies(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "github.com/upkit/upkit/spec").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s", err, out)
-	}
-	for _, p := range strings.Fields(string(out)) {
-		if p != "github.com/upkit/upkit/spec" {
-			t.Errorf("spec depends on %s; only the standard library is allowed", p)
-		}
-	}
+	deps.Check(t, deps.Module+"/spec", deps.Rules{Others: []string{}})
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash"
 )
 
 // DigestPrefix starts every digest string: sha256 is the only algorithm
@@ -24,9 +23,10 @@ type Digest [sha256.Size]byte
 // SHA256 returns the digest of b.
 func SHA256(b []byte) Digest { return sha256.Sum256(b) }
 
-// HashDigest returns the digest a sha256 hash.Hash has computed so far
-// (h.Sum of another algorithm's hash panics: it is a programming error).
-func HashDigest(h hash.Hash) Digest {
+// HashDigest returns the digest a sha256 hash (a hash.Hash from
+// crypto/sha256, or anything with its Sum method) has computed so far. A
+// hash of another size is a programming error: HashDigest panics.
+func HashDigest(h interface{ Sum(b []byte) []byte }) Digest {
 	var d Digest
 	sum := h.Sum(nil)
 	if len(sum) != len(d) {

@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -24,6 +23,8 @@ import (
 	"runtime"
 	"strconv"
 	"time"
+
+	"github.com/upkit/upkit/spec"
 
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/device"
@@ -57,7 +58,7 @@ func main() {
 
 func digest(b []byte) string {
 	s := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(s[:])
+	return spec.Digest(s).String()
 }
 
 func newDevice(dir string) (*device.Device, *device.FileStore, *device.FileSlots, error) {

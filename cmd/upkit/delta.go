@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+
+	"github.com/upkit/upkit/spec"
 
 	"github.com/urfave/cli/v2"
 
@@ -107,7 +108,7 @@ func deltaCreateAction(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.ErrWriter, "upkit: %s: %d bytes (%.2f%% of the new image), %s -> %s\n",
 		out, h.PatchSize(), 100*float64(h.PatchSize())/float64(max(h.NewSize, 1)), h.OldDigest(), h.NewDigest())
-	fmt.Fprintf(c.App.Writer, "sha256:%s\n", hex.EncodeToString(sum.Sum(nil)))
+	fmt.Fprintln(c.App.Writer, spec.HashDigest(sum))
 	return nil
 }
 
@@ -332,7 +333,7 @@ func deltaInspectAction(c *cli.Context) error {
 		return verifyError(fmt.Errorf("%s: %d bytes, header declares %d", path, size, h.PatchSize()))
 	}
 	info := deltaInfo{
-		File: path, PatchDigest: "sha256:" + hex.EncodeToString(sum.Sum(nil)), PatchSize: h.PatchSize(),
+		File: path, PatchDigest: spec.HashDigest(sum).String(), PatchSize: h.PatchSize(),
 		Version: int(h.Version), Algorithm: h.Algorithm.String(),
 		OldSize: h.OldSize, OldDigest: h.OldDigest(), NewSize: h.NewSize, NewDigest: h.NewDigest(),
 		Window: h.Window, BlockSize: h.BlockSize, CtrlSize: h.CtrlSize, ModelBits: int(h.ModelBits),

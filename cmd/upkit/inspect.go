@@ -14,6 +14,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/upkit/upkit/spec"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/upkit/upkit/imagepkg"
@@ -108,7 +110,7 @@ func upkInspect(ctx context.Context, path string, r io.Reader) (*upkInfo, *image
 		return nil, nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	info := upkFields(path, p)
-	info.PackageDigest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	info.PackageDigest = spec.HashDigest(h).String()
 	info.PackageSize = cr.n
 	info.PayloadCheck = "ok"
 	if perr != nil {

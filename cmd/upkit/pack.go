@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -69,10 +68,10 @@ func packAction(c *cli.Context) error {
 	if comp != imagepkg.CompressionZstd && comp != imagepkg.CompressionNone {
 		return usageError("--compress %q: want zstd or none", comp)
 	}
-	if err := imagepkg.ValidateComponent(c.String("component")); err != nil {
+	if err := spec.CheckName(c.String("component")); err != nil {
 		return usageError("--component: %v", err)
 	}
-	if err := imagepkg.ValidateSemver(c.String("version")); err != nil {
+	if err := spec.CheckSemver(c.String("version")); err != nil {
 		return usageError("--version: %v", err)
 	}
 	var hardware []string
@@ -91,7 +90,7 @@ func packAction(c *cli.Context) error {
 	}
 	seen := map[string]bool{}
 	for _, h := range hardware {
-		if err := imagepkg.ValidateHardware(h); err != nil {
+		if err := spec.CheckHardware(h); err != nil {
 			return usageError("--hardware: %v", err)
 		}
 		if seen[h] {
@@ -140,7 +139,7 @@ func packAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	digest := spec.HashDigest(h).String()
 	fi, err := os.Stat(out)
 	if err != nil {
 		return err
@@ -163,6 +162,8 @@ type pkgAsyncSigner struct {
 	s      *signing.Signer
 	err    error
 }
+
+var _ spec.PublicSigner = (*pkgAsyncSigner)(nil)
 
 // pkgLoadSigner starts loading the --key signer in the background when no
 // password prompt is needed (UPKIT_PASSWORD set, or a KMS/pkcs11 URI);
@@ -197,7 +198,7 @@ func (a *pkgAsyncSigner) wait() (*signing.Signer, error) {
 	return a.s, a.err
 }
 
-// KeyID, Sign and Public wait for the key (imagepkg.Signer).
+// KeyID, Sign and Public wait for the key (spec.PublicSigner).
 func (a *pkgAsyncSigner) KeyID() string {
 	if s, err := a.wait(); err == nil {
 		return s.KeyID()
@@ -247,7 +248,7 @@ func pkgFileDigest(path string) (string, int64, error) {
 	if err != nil {
 		return "", 0, fmt.Errorf("reading %s: %w", path, err)
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
+	return spec.HashDigest(h).String(), n, nil
 }
 
 func pkgCompressionNote(p imagepkg.PayloadInfo) string {

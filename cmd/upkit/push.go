@@ -17,6 +17,7 @@ import (
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/manifest"
 	"github.com/upkit/upkit/oci"
+	"github.com/upkit/upkit/spec"
 )
 
 // ociRegistryFlags are the flags every registry command shares.
@@ -182,7 +183,7 @@ func pushAction(c *cli.Context) error {
 			return usageError("--tag %q: want [A-Za-z0-9_][A-Za-z0-9._-]{0,127}", t)
 		}
 	}
-	var signer oci.Signer
+	var signer spec.Signer
 	if keyref := c.String("sign"); keyref != "" {
 		// Load (and ask for its password) before anything is pushed.
 		if signer, err = loadSigner(c, keyref); err != nil {

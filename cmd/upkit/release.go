@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -184,7 +183,7 @@ func mfReadPackage(c *cli.Context, path string, keys []*spec.PublicKey) (*manife
 		Version:         m.Version,
 		SecurityVersion: m.SecurityVersion,
 		Hardware:        append([]string(nil), m.Hardware...),
-		Package:         manifest.Blob{Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: cr.n},
+		Package:         manifest.Blob{Digest: spec.HashDigest(h).String(), Size: cr.n},
 		Payload:         manifest.Blob{Digest: m.Payload.SHA256, Size: m.Payload.Size},
 	}, nil
 }
@@ -237,7 +236,7 @@ func mfAddDelta(rel *manifest.Release, path string) error {
 	}
 	img.Deltas = append(img.Deltas, manifest.Delta{
 		FromPayloadDigest: hdr.OldDigest(),
-		Digest:            "sha256:" + hex.EncodeToString(h.Sum(nil)),
+		Digest:            spec.HashDigest(h).String(),
 		Size:              cr.n,
 	})
 	return nil

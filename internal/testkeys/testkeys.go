@@ -2,8 +2,8 @@
 // tests, golden files and fuzz seeds. The private keys are derived from fixed
 // public seeds: never use them for anything real.
 //
-// A *Signer satisfies the small Signer interfaces that imagepkg and manifest
-// declare (KeyID + Sign), so format packages can be tested without sigstore.
+// A *Signer satisfies spec.PublicSigner, so format packages can be tested
+// without sigstore.
 package testkeys
 
 import (
@@ -24,6 +24,8 @@ type Signer struct {
 	priv crypto.Signer
 	key  *spec.PublicKey
 }
+
+var _ spec.PublicSigner = (*Signer)(nil)
 
 // Ed25519 returns the n-th deterministic Ed25519 test key. The same n always
 // gives the same key, so golden files signed with it are stable.
