@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"flag"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
@@ -421,7 +422,7 @@ func TestBitFlips(t *testing.T) {
 		for _, s := range sentinels {
 			ok = ok || errors.Is(err, s)
 		}
-		if !ok {
+		if !ok || !errors.Is(err, ErrRejected) {
 			t.Fatalf("bit %d flipped: error %v wraps no sentinel", i, err)
 		}
 	}
@@ -649,5 +650,30 @@ func BenchmarkApplyIdentical(b *testing.B) {
 		if _, err := Apply(context.Background(), bytes.NewReader(old), int64(len(old)), bytes.NewReader(patch), io.Discard); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// ErrRejected covers every refusal of a patch, so callers (the CLI's exit
+// code, the device) test one sentinel; option and size errors of Create
+// are not refusals of a patch.
+func TestErrRejectedCoversRefusals(t *testing.T) {
+	for _, s := range []error{ErrMagic, ErrVersion, ErrBounds, ErrCorrupt, ErrTruncated, ErrTrailingData, ErrWrongBase, ErrNewDigest} {
+		if !errors.Is(s, ErrRejected) || !errors.Is(fmt.Errorf("context: %w", s), ErrRejected) {
+			t.Errorf("%v does not match ErrRejected", s)
+		}
+		if errors.Is(ErrRejected, s) {
+			t.Errorf("ErrRejected matches %v", s)
+		}
+	}
+	for _, s := range []error{ErrOptions, ErrTooLarge} {
+		if errors.Is(s, ErrRejected) {
+			t.Errorf("%v matches ErrRejected", s)
+		}
+	}
+	// A real refusal: a patch applied to the wrong base.
+	old, new := codeLike(5, 3000), codeLike(6, 3000)
+	patch := createPatch(t, old, new, nil)
+	if _, _, err := applyPatch(new, patch); !errors.Is(err, ErrWrongBase) || !errors.Is(err, ErrRejected) {
+		t.Fatalf("wrong base: %v, want ErrWrongBase matching ErrRejected", err)
 	}
 }

@@ -63,32 +63,47 @@ func (a Algorithm) String() string {
 
 // Sentinel errors. Every error returned by ReadHeader, Apply and the file
 // helpers for bad input wraps exactly one of them (test with errors.Is).
+// Those that refuse a patch (a bad patch, or a good one for another image)
+// also match ErrRejected.
 var (
+	// ErrRejected matches every refusal of a patch: ErrMagic, ErrVersion,
+	// ErrBounds, ErrCorrupt, ErrTruncated, ErrTrailingData, ErrWrongBase
+	// and ErrNewDigest (as manifest.ErrMalformed covers its specific
+	// errors). It is never returned alone.
+	ErrRejected = errors.New("delta: patch rejected")
 	// ErrMagic: the input does not start with Magic.
-	ErrMagic = errors.New("delta: not a patch (bad magic)")
+	ErrMagic = rejection("delta: not a patch (bad magic)")
 	// ErrVersion: unknown format version or algorithm.
-	ErrVersion = errors.New("delta: unsupported patch version or algorithm")
+	ErrVersion = rejection("delta: unsupported patch version or algorithm")
 	// ErrBounds: a header field or a value in the body exceeds a declared
 	// or fixed limit (window, block size, operation past the end of old,
 	// output longer than declared, ...).
-	ErrBounds = errors.New("delta: value out of bounds")
+	ErrBounds = rejection("delta: value out of bounds")
 	// ErrCorrupt: the patch is malformed (bad checksum, bad encoding,
 	// inconsistent lengths).
-	ErrCorrupt = errors.New("delta: corrupt patch")
+	ErrCorrupt = rejection("delta: corrupt patch")
 	// ErrTruncated: the patch ends early.
-	ErrTruncated = errors.New("delta: truncated patch")
+	ErrTruncated = rejection("delta: truncated patch")
 	// ErrTrailingData: bytes follow the end of the patch.
-	ErrTrailingData = errors.New("delta: trailing data after patch")
+	ErrTrailingData = rejection("delta: trailing data after patch")
 	// ErrWrongBase: the old image's size or sha256 is not the one the patch
 	// was made from. Apply reports it before writing any output.
-	ErrWrongBase = errors.New("delta: wrong base image")
+	ErrWrongBase = rejection("delta: wrong base image")
 	// ErrNewDigest: the output's sha256 differs from the header's.
-	ErrNewDigest = errors.New("delta: new image digest mismatch")
+	ErrNewDigest = rejection("delta: new image digest mismatch")
 	// ErrOptions: Create was given invalid Options.
 	ErrOptions = errors.New("delta: invalid option")
 	// ErrTooLarge: Create was given an image larger than MaxImageSize.
 	ErrTooLarge = errors.New("delta: image too large")
 )
+
+// rejectionError is a sentinel that also matches ErrRejected.
+type rejectionError struct{ msg string }
+
+func rejection(msg string) error { return &rejectionError{msg} }
+
+func (e *rejectionError) Error() string        { return e.msg }
+func (e *rejectionError) Is(target error) bool { return target == ErrRejected }
 
 // Header is the fixed, bounded header of a patch (HeaderSize bytes, layout
 // in docs/FORMAT.md). Digests are raw sha256 sums; OldDigest and NewDigest

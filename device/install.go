@@ -426,8 +426,7 @@ func (d *Device) writeDelta(ctx context.Context, blob *stagedBlob, pi PlannedIma
 		switch {
 		case errors.Is(err, delta.ErrWrongBase):
 			return fmt.Errorf("%w: slot %s: %w", ErrBaseMismatch, base.Slot, err)
-		case errors.Is(err, delta.ErrNewDigest), errors.Is(err, delta.ErrCorrupt), errors.Is(err, delta.ErrBounds),
-			errors.Is(err, delta.ErrTruncated), errors.Is(err, delta.ErrTrailingData):
+		case errors.Is(err, delta.ErrRejected):
 			return fmt.Errorf("%w: delta %s: %w", ErrDigest, pi.BlobDigest, err)
 		}
 		return fmt.Errorf("device: applying delta %s: %w", pi.BlobDigest, err)

@@ -54,21 +54,38 @@ const (
 
 // Errors. Every error returned for a malformed or untrusted package wraps
 // one of these (test with errors.Is); the message says what and where.
+// Those that refuse a package (malformed, untrusted, or not matching its
+// signed metadata) also match ErrRejected.
 var (
-	ErrMagic             = errors.New("imagepkg: not an upkit image package (bad magic)")
-	ErrVersion           = errors.New("imagepkg: unsupported format version")
-	ErrUnsupported       = errors.New("imagepkg: unsupported feature")
-	ErrMetadata          = errors.New("imagepkg: invalid metadata")
-	ErrMetadataTooLarge  = errors.New("imagepkg: metadata too large")
-	ErrSignatureBlock    = errors.New("imagepkg: malformed signature block")
-	ErrUnknownKey        = errors.New("imagepkg: signed by an unknown key")
-	ErrSignature         = errors.New("imagepkg: signature does not verify")
-	ErrTruncated         = errors.New("imagepkg: truncated package")
-	ErrPayloadDigest     = errors.New("imagepkg: payload digest mismatch")
-	ErrPayloadSize       = errors.New("imagepkg: payload size mismatch")
-	ErrTrailingData      = errors.New("imagepkg: trailing data after the payload")
-	ErrUnsafePath        = errors.New("imagepkg: unsafe path in payload")
+	// ErrRejected matches every refusal of a package: ErrMagic, ErrVersion,
+	// ErrUnsupported, ErrMetadata, ErrMetadataTooLarge, ErrSignatureBlock,
+	// ErrUnknownKey, ErrSignature, ErrTruncated, ErrPayloadDigest,
+	// ErrPayloadSize, ErrTrailingData and ErrUnsafePath. It is never
+	// returned alone.
+	ErrRejected = errors.New("imagepkg: package rejected")
+
+	ErrMagic             = rejection("imagepkg: not an upkit image package (bad magic)")
+	ErrVersion           = rejection("imagepkg: unsupported format version")
+	ErrUnsupported       = rejection("imagepkg: unsupported feature")
+	ErrMetadata          = rejection("imagepkg: invalid metadata")
+	ErrMetadataTooLarge  = rejection("imagepkg: metadata too large")
+	ErrSignatureBlock    = rejection("imagepkg: malformed signature block")
+	ErrUnknownKey        = rejection("imagepkg: signed by an unknown key")
+	ErrSignature         = rejection("imagepkg: signature does not verify")
+	ErrTruncated         = rejection("imagepkg: truncated package")
+	ErrPayloadDigest     = rejection("imagepkg: payload digest mismatch")
+	ErrPayloadSize       = rejection("imagepkg: payload size mismatch")
+	ErrTrailingData      = rejection("imagepkg: trailing data after the payload")
+	ErrUnsafePath        = rejection("imagepkg: unsafe path in payload")
 	ErrInvalidOptions    = errors.New("imagepkg: invalid pack options")
 	ErrPayloadConsumed   = errors.New("imagepkg: payload already read")
 	ErrSignerMisbehaving = errors.New("imagepkg: signer returned an unusable signature")
 )
+
+// rejectionError is a sentinel that also matches ErrRejected.
+type rejectionError struct{ msg string }
+
+func rejection(msg string) error { return &rejectionError{msg} }
+
+func (e *rejectionError) Error() string        { return e.msg }
+func (e *rejectionError) Is(target error) bool { return target == ErrRejected }

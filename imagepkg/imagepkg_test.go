@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -402,5 +403,25 @@ func TestPackPathMatchesPack(t *testing.T) {
 		if progress != int64(len(payload)) {
 			t.Fatalf("%s: last progress %d, want %d", comp, progress, len(payload))
 		}
+	}
+}
+
+// ErrRejected covers every refusal of a package, so that callers (the
+// CLI's exit code) test one sentinel; misuse of the API is not a refusal.
+func TestErrRejectedCoversRefusals(t *testing.T) {
+	for _, s := range []error{imagepkg.ErrMagic, imagepkg.ErrVersion, imagepkg.ErrUnsupported, imagepkg.ErrMetadata,
+		imagepkg.ErrMetadataTooLarge, imagepkg.ErrSignatureBlock, imagepkg.ErrUnknownKey, imagepkg.ErrSignature,
+		imagepkg.ErrTruncated, imagepkg.ErrPayloadDigest, imagepkg.ErrPayloadSize, imagepkg.ErrTrailingData, imagepkg.ErrUnsafePath} {
+		if !errors.Is(fmt.Errorf("context: %w", s), imagepkg.ErrRejected) || errors.Is(imagepkg.ErrRejected, s) {
+			t.Errorf("%v and ErrRejected", s)
+		}
+	}
+	for _, s := range []error{imagepkg.ErrInvalidOptions, imagepkg.ErrPayloadConsumed, imagepkg.ErrSignerMisbehaving} {
+		if errors.Is(s, imagepkg.ErrRejected) {
+			t.Errorf("%v matches ErrRejected", s)
+		}
+	}
+	if _, err := imagepkg.Open(bytes.NewReader([]byte("not a package at all"))); !errors.Is(err, imagepkg.ErrMagic) || !errors.Is(err, imagepkg.ErrRejected) {
+		t.Fatalf("garbage: %v, want ErrMagic matching ErrRejected", err)
 	}
 }

@@ -216,7 +216,7 @@ func deltaApplyAction(c *cli.Context) error {
 	}
 	h, err := delta.ApplyFile(c.Context, oldPath, patchPath, out)
 	if err != nil {
-		if isDeltaRejection(err) {
+		if errors.Is(err, delta.ErrRejected) {
 			return verifyError(fmt.Errorf("%s: %w", patchPath, err))
 		}
 		return err
@@ -224,16 +224,6 @@ func deltaApplyAction(c *cli.Context) error {
 	fmt.Fprintf(c.App.ErrWriter, "upkit: %s: %d bytes, %s\n", out, h.NewSize, h.NewDigest())
 	fmt.Fprintln(c.App.Writer, h.NewDigest())
 	return nil
-}
-
-func isDeltaRejection(err error) bool {
-	for _, s := range []error{delta.ErrMagic, delta.ErrVersion, delta.ErrBounds, delta.ErrCorrupt,
-		delta.ErrTruncated, delta.ErrTrailingData, delta.ErrWrongBase, delta.ErrNewDigest} {
-		if errors.Is(err, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // oldImageFile returns a file holding the old image: path itself, or for a

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -192,18 +191,4 @@ func upkPrintPackage(w io.Writer, info *upkInfo, p *imagepkg.Reader) {
 		row("Payload check", "%s", info.PayloadCheck)
 	}
 	io.WriteString(w, b.String())
-}
-
-// upkIsPackageError tells verification failures from other errors.
-func upkIsPackageError(err error) bool {
-	for _, e := range []error{imagepkg.ErrMagic, imagepkg.ErrVersion, imagepkg.ErrUnsupported,
-		imagepkg.ErrMetadata, imagepkg.ErrMetadataTooLarge, imagepkg.ErrSignatureBlock,
-		imagepkg.ErrUnknownKey, imagepkg.ErrSignature, imagepkg.ErrTruncated,
-		imagepkg.ErrPayloadDigest, imagepkg.ErrPayloadSize, imagepkg.ErrTrailingData,
-		imagepkg.ErrUnsafePath} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -93,7 +94,7 @@ func verifyAction(c *cli.Context) error {
 	}
 	if err != nil {
 		info.Extracted = ""
-		if !upkIsPackageError(err) && !c.Bool("json") {
+		if !errors.Is(err, imagepkg.ErrRejected) && !c.Bool("json") {
 			return err // an I/O problem, not a verdict on the package
 		}
 		return fail(err)
