@@ -71,7 +71,7 @@ func TestAttackFreezeReplay(t *testing.T) {
 	d := w.provisioned()
 	w.mustCommitRelease(d, r.v1, nil, t0)
 	// The device sees release 2 (not installed yet) ...
-	if _, err := d.Check(w.ctx, r.v2, nil, tNow); err != nil {
+	if _, err := d.CheckAndRecord(w.ctx, r.v2, nil, tNow); err != nil {
 		t.Fatal(err)
 	}
 	// ... then an attacker keeps serving release 1, still valid and equal

@@ -74,7 +74,7 @@ func Example() {
 	if err := d.Provision(ctx, rootJSON, now); err != nil {
 		log.Fatal(err)
 	}
-	plan, err := d.Check(ctx, releaseJSON, nil, now)
+	plan, err := d.CheckAndRecord(ctx, releaseJSON, nil, now)
 	if err != nil {
 		log.Fatal(err)
 	}

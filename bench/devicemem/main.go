@@ -203,7 +203,7 @@ func run(ctx context.Context, dir, dev string) error {
 		return err
 	}
 	start := time.Now()
-	plan, err := d.Check(ctx, env, nil, now)
+	plan, err := d.CheckAndRecord(ctx, env, nil, now)
 	if err != nil {
 		return err
 	}

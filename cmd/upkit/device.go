@@ -308,7 +308,7 @@ func deviceUpdate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	plan, err := d.Check(ctx, env, chain, now)
+	plan, err := d.CheckAndRecord(ctx, env, chain, now)
 	if errors.Is(err, device.ErrNothingToDo) {
 		return withExitCode(exitNothingToDo, err)
 	}
