@@ -356,3 +356,28 @@ func (img *Image) DeltaFrom(fromPayload string) (*Delta, bool) {
 	}
 	return nil, false
 }
+
+// AddDelta lists d under the image of r whose payload a patch produces:
+// the payload with digest to and size toSize. It fails with ErrNotListed
+// if no image has that payload, ErrMismatch if its size differs, and
+// ErrMalformed if the image already lists a delta from d's base payload;
+// r is then unchanged. d itself is checked by Validate.
+func (r *Release) AddDelta(to string, toSize int64, d Delta) error {
+	var img *Image
+	for i := range r.Images {
+		if r.Images[i].Payload.Digest == to {
+			img = &r.Images[i]
+		}
+	}
+	switch {
+	case img == nil:
+		return fmt.Errorf("%w: no image of the release has payload %s", ErrNotListed, to)
+	case toSize != img.Payload.Size:
+		return fmt.Errorf("%w: the patch produces %d bytes, component %s's payload is %d", ErrMismatch, toSize, img.Component, img.Payload.Size)
+	}
+	if _, dup := img.DeltaFrom(d.FromPayloadDigest); dup {
+		return fmt.Errorf("%w: component %s already has a delta from payload %s", ErrMalformed, img.Component, d.FromPayloadDigest)
+	}
+	img.Deltas = append(img.Deltas, d)
+	return nil
+}

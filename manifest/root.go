@@ -316,3 +316,108 @@ func verifyRootStep(trusted *Root, next []byte) (*Root, error) {
 	}
 	return r, nil
 }
+
+// VerifyRootChainFrom verifies a chain that starts at a root nothing
+// trusted vouches for: first must be self-signed by a threshold of its own
+// root keys (VerifySelfSignedRoot) and then each envelope of chain one
+// rotation step from the previous (VerifyRootChain). Without chain, first
+// must not have expired at now; with one, first only starts the chain (its
+// signatures are checked at an instant it is valid, its expiry) and only
+// the last root's expiry counts, as in VerifyRootChain.
+func VerifyRootChainFrom(first []byte, chain [][]byte, now time.Time) (*Root, error) {
+	at := now
+	if len(chain) > 0 {
+		at = time.Time{}
+		if env, err := ParseEnvelope(first); err == nil {
+			if r, err := ParseRoot(env.Payload); err == nil {
+				at = r.Expires
+			}
+		}
+	}
+	trusted, err := VerifySelfSignedRoot(first, at)
+	if err != nil {
+		return nil, fmt.Errorf("first root: %w", err)
+	}
+	return VerifyRootChain(trusted, chain, now)
+}
+
+// RolesSummary describes the roles of r for people: "root keys 2 of 3,
+// release keys 1 of 1".
+func (r *Root) RolesSummary() string {
+	return fmt.Sprintf("root keys %d of %d, release keys %d of %d",
+		r.Roles.Root.Threshold, len(r.Roles.Root.KeyIDs), r.Roles.Release.Threshold, len(r.Roles.Release.KeyIDs))
+}
+
+// Role names, as AddKey takes them.
+const (
+	RoleRoot    = "root"
+	RoleRelease = "release"
+)
+
+func (r *Root) role(name string) (*Role, error) {
+	switch name {
+	case RoleRoot:
+		return &r.Roles.Root, nil
+	case RoleRelease:
+		return &r.Roles.Release, nil
+	}
+	return nil, fmt.Errorf("%w: no role %q", ErrMalformed, name)
+}
+
+// AddKey gives the role (RoleRoot or RoleRelease) the key k, listing k in
+// r.Keys. It fails with ErrMalformed if the role already has k.
+func (r *Root) AddKey(role string, k *spec.PublicKey) error {
+	ro, err := r.role(role)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(ro.KeyIDs, k.ID) {
+		return fmt.Errorf("%w: key %s already has the %s role", ErrMalformed, k.ID, role)
+	}
+	if r.Keys == nil {
+		r.Keys = map[string]Key{}
+	}
+	id, entry := KeyOf(k)
+	r.Keys[id] = entry
+	ro.KeyIDs = append(ro.KeyIDs, id)
+	return nil
+}
+
+// RemoveKey removes the key id from every role and from r.Keys (a
+// revocation, once the next root is signed). It fails with ErrNotListed
+// if r has no such key.
+func (r *Root) RemoveKey(id string) error {
+	if _, ok := r.Keys[id]; !ok {
+		return fmt.Errorf("%w: the root has no key %s", ErrNotListed, id)
+	}
+	for _, ro := range []*Role{&r.Roles.Root, &r.Roles.Release} {
+		ro.KeyIDs = slices.DeleteFunc(ro.KeyIDs, func(s string) bool { return s == id })
+	}
+	delete(r.Keys, id)
+	return nil
+}
+
+// Next returns the unsigned next version of r: a copy with the version
+// plus one and the given expiry (ErrRootVersion if r's version is the
+// largest there is).
+func (r *Root) Next(expires time.Time) (*Root, error) {
+	if r.Version == ^uint64(0) {
+		return nil, fmt.Errorf("%w: root version %d cannot be incremented", ErrRootVersion, r.Version)
+	}
+	next := r.Clone()
+	next.Version, next.Expires = r.Version+1, expires
+	return next, nil
+}
+
+// ReleaseKeys returns the parsed public keys of r's release role.
+func (r *Root) ReleaseKeys() ([]*spec.PublicKey, error) {
+	keys := make([]*spec.PublicKey, 0, len(r.Roles.Release.KeyIDs))
+	for _, id := range r.Roles.Release.KeyIDs {
+		k, err := spec.ParsePublicKeyPEM([]byte(r.Keys[id].Public))
+		if err != nil {
+			return nil, fmt.Errorf("%w: root key %s: %v", ErrMalformed, id, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
