@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -675,5 +676,35 @@ func TestErrRejectedCoversRefusals(t *testing.T) {
 	patch := createPatch(t, old, new, nil)
 	if _, _, err := applyPatch(new, patch); !errors.Is(err, ErrWrongBase) || !errors.Is(err, ErrRejected) {
 		t.Fatalf("wrong base: %v, want ErrWrongBase matching ErrRejected", err)
+	}
+}
+
+// InspectFile gives a patch file's header, digest and size, and refuses a
+// file whose size is not the one its header declares.
+func TestInspectFile(t *testing.T) {
+	dir := t.TempDir()
+	old := codeLike(7, 5000)
+	new := shiftPointers(old, 8, 300, []byte("v2"))
+	patch := createPatch(t, old, new, nil)
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	info, err := InspectFile(write("good", patch))
+	sum := sha256.Sum256(patch)
+	if err != nil || info.Size != int64(len(patch)) || info.Digest != "sha256:"+hex.EncodeToString(sum[:]) || info.NewSize != int64(len(new)) {
+		t.Fatalf("InspectFile: %+v, %v", info, err)
+	}
+	if _, err := InspectFile(write("short", patch[:len(patch)-1])); !errors.Is(err, ErrTruncated) {
+		t.Errorf("short file: %v, want ErrTruncated", err)
+	}
+	if _, err := InspectFile(write("long", append(bytes.Clone(patch), 0))); !errors.Is(err, ErrTrailingData) {
+		t.Errorf("long file: %v, want ErrTrailingData", err)
+	}
+	if _, err := InspectFile(write("junk", []byte("not a patch"))); !errors.Is(err, ErrRejected) {
+		t.Errorf("junk: %v, want a rejection", err)
 	}
 }

@@ -216,6 +216,15 @@ func (c *ctxReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// CheckPackOptions checks the fields of opts that become metadata
+// (component, type, version, hardware, compression, kind) as Pack would,
+// before any payload is read: a tool can refuse bad input early. Errors
+// wrap ErrInvalidOptions and name the field.
+func CheckPackOptions(opts PackOptions) error {
+	_, err := metadataFromOptions(opts)
+	return err
+}
+
 // metadataFromOptions builds and validates the metadata, with a placeholder
 // payload digest, before any payload byte is read.
 func metadataFromOptions(opts PackOptions) (*Metadata, error) {

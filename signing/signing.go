@@ -303,3 +303,20 @@ func short(id string) string {
 	}
 	return id
 }
+
+// PublicKeyOf returns the public key a reference names: a public key file
+// (PEM), or the public half of a private key reference (a key file, whose
+// password pf gives, a KMS URI or a pkcs11: URI).
+func PublicKeyOf(ctx context.Context, ref string, pf PassFunc) (*spec.PublicKey, error) {
+	if !IsKMSRef(ref) && !IsPKCS11Ref(ref) {
+		k, err := LoadPublicKey(ref)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return k, err
+		}
+	}
+	s, err := Load(ctx, ref, pf)
+	if err != nil {
+		return nil, err
+	}
+	return s.Public(), nil
+}

@@ -187,3 +187,25 @@ func TestUnsupportedKey(t *testing.T) {
 		t.Fatalf("rsa: got %v, want ErrAlgorithm", err)
 	}
 }
+
+func TestPublicKeyOf(t *testing.T) {
+	dir := t.TempDir()
+	priv, err := Generate(AlgorithmECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := filepath.Join(dir, "k")
+	k, err := WriteKeyPair(prefix, priv, []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf := func(bool) ([]byte, error) { return []byte("pw"), nil }
+	for _, ref := range []string{prefix + ".pub", prefix + ".key"} {
+		if got, err := PublicKeyOf(context.Background(), ref, pf); err != nil || got.ID != k.ID {
+			t.Errorf("%s: %v", ref, err)
+		}
+	}
+	if _, err := PublicKeyOf(context.Background(), filepath.Join(dir, "missing"), pf); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
