@@ -93,6 +93,43 @@ func (p *Plan) UseDelta(component, from, to, digest string, size int64) error {
 	return fmt.Errorf("%w: component %s is not written by this plan", ErrNotListed, component)
 }
 
+// DeltaFinder finds a delta published outside the signed release (for
+// example attached to it as an OCI referrer: oci.AttachedDeltas) from the
+// payload from to the payload to, of 1 to maxSize bytes.
+type DeltaFinder interface {
+	FindDelta(from, to string, maxSize int64) (digest string, size int64, ok bool)
+}
+
+// WantsDeltas reports whether the plan fetches a full package for a
+// component that has a committed image: UseDeltas could then save the
+// download.
+func (p *Plan) WantsDeltas() bool {
+	for _, im := range p.Images {
+		if im.Method == MethodFull && p.installed[im.Component] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// UseDeltas switches each component the plan fetches as a full package,
+// and whose committed image f has a delta from, to that delta (UseDelta:
+// nothing about it is trusted), and returns the components switched.
+func (p *Plan) UseDeltas(f DeltaFinder) []string {
+	var switched []string
+	for _, im := range p.Images {
+		from := p.installed[im.Component]
+		if im.Method != MethodFull || from == "" {
+			continue
+		}
+		digest, size, ok := f.FindDelta(from, im.PayloadDigest, im.PackageSize)
+		if ok && p.UseDelta(im.Component, from, im.PayloadDigest, digest, size) == nil {
+			switched = append(switched, im.Component)
+		}
+	}
+	return switched
+}
+
 // UseFullPackages switches every delta of the plan to the component's full
 // package (for instance after ErrBaseMismatch: the committed slot does not
 // hold the image the state records, so no delta can apply).

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -394,15 +395,9 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 		return fmt.Errorf("%w: negative size %d", ErrSizeMismatch, size)
 	}
 	part := path + PartialSuffix
-	if fi, err := os.Lstat(part); err == nil && !fi.Mode().IsRegular() {
-		// Never write through a symlink (or into a device) left at our name.
-		if err := os.Remove(part); err != nil {
-			return fmt.Errorf("oci: %s is not a regular file: %w", part, err)
-		}
-	}
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	f, h, have, err := openPartial(part, size)
 	if err != nil {
-		return fmt.Errorf("oci: %w", err)
+		return err
 	}
 	keep := false
 	defer func() {
@@ -413,24 +408,72 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 			os.Remove(part)
 		}
 	}()
-	h := sha256.New()
-	have, err := io.Copy(h, f) // hash what an earlier attempt left
-	if err != nil {
-		return fmt.Errorf("oci: reading %s: %w", part, err)
-	}
-	if have > size {
-		if err := f.Truncate(0); err != nil {
-			return fmt.Errorf("oci: %w", err)
-		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return fmt.Errorf("oci: %w", err)
-		}
-		h.Reset()
-		have = 0
-	}
 	if progress != nil {
 		progress(have)
 	}
+	if keep, err = download(ctx, src, digest, size, have, f, h, progress); err != nil {
+		return err
+	}
+	// Exactly size bytes; nothing more must follow, which download
+	// already checked when the last copy ended cleanly.
+	if got := spec.HashDigest(h).String(); got != digest {
+		return fmt.Errorf("%w: downloaded blob hashes to %s, want %s", ErrDigestMismatch, got, digest)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	err = f.Close()
+	if f = nil; err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	if err := os.Rename(part, path); err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	return nil
+}
+
+// openPartial opens (or creates) the partial file of a download of size
+// bytes and hashes what an earlier attempt left in it (a partial file
+// longer than size is emptied). It returns the file positioned after
+// those bytes, their hash and their count.
+func openPartial(part string, size int64) (*os.File, hash.Hash, int64, error) {
+	if fi, err := os.Lstat(part); err == nil && !fi.Mode().IsRegular() {
+		// Never write through a symlink (or into a device) left at our name.
+		if err := os.Remove(part); err != nil {
+			return nil, nil, 0, fmt.Errorf("oci: %s is not a regular file: %w", part, err)
+		}
+	}
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("oci: %w", err)
+	}
+	h := sha256.New()
+	have, err := io.Copy(h, f)
+	if err == nil && have > size {
+		h.Reset()
+		have = 0
+		if err = f.Truncate(0); err == nil {
+			_, err = f.Seek(0, io.SeekStart)
+		}
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(part)
+		return nil, nil, 0, fmt.Errorf("oci: reading %s: %w", part, err)
+	}
+	return f, h, have, nil
+}
+
+// download appends the blob from offset have to f, hashing into h, until
+// size bytes are held. Retries of interrupted reads happen inside src
+// (RegistrySource) and, for other sources, up to 3 re-opens from the
+// current offset. On error, keep says whether the partial file is worth
+// keeping for a later resume (network trouble, ctx) or not (the blob is
+// not what was asked for).
+func download(ctx context.Context, src Source, digest string, size, have int64, f *os.File, h hash.Hash, progress func(int64)) (keep bool, err error) {
 	open := src.Open
 	if ro, ok := src.(rawOpener); ok {
 		open = ro.openRaw
@@ -440,8 +483,7 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 	for attempt := 0; have < size; attempt++ {
 		rc, oerr := open(ctx, digest, have)
 		if oerr != nil {
-			keep = retryable(ctx, oerr) || ctx.Err() != nil
-			return oerr
+			return retryable(ctx, oerr) || ctx.Err() != nil, oerr
 		}
 		w := io.MultiWriter(f, h)
 		if progress != nil {
@@ -451,42 +493,22 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 		rc.Close()
 		have += n
 		if have > size {
-			return fmt.Errorf("%w: blob %s is longer than %d bytes", ErrSizeMismatch, digest, size)
+			return false, fmt.Errorf("%w: blob %s is longer than %d bytes", ErrSizeMismatch, digest, size)
 		}
 		if cerr == nil && have < size {
-			return fmt.Errorf("%w: blob %s has %d bytes, want %d", ErrSizeMismatch, digest, have, size)
+			return false, fmt.Errorf("%w: blob %s has %d bytes, want %d", ErrSizeMismatch, digest, have, size)
 		}
 		if cerr != nil {
 			if errors.Is(cerr, ErrDigestMismatch) || errors.Is(cerr, ErrSizeMismatch) {
-				return cerr
+				return false, cerr
 			}
 			var perr *os.PathError
 			if errors.As(cerr, &perr) || !retryable(ctx, cerr) || attempt >= reopens {
-				keep = ctx.Err() != nil || retryable(ctx, cerr)
-				return cerr
+				return ctx.Err() != nil || retryable(ctx, cerr), cerr
 			}
 		}
 	}
-	// Exactly size bytes; nothing more must follow, which the LimitReader
-	// above already checked when the last copy ended cleanly.
-	if got := spec.HashDigest(h).String(); got != digest {
-		return fmt.Errorf("%w: downloaded blob hashes to %s, want %s", ErrDigestMismatch, got, digest)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("oci: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		f = nil
-		return fmt.Errorf("oci: %w", err)
-	}
-	f = nil
-	if err := os.Rename(part, path); err != nil {
-		return fmt.Errorf("oci: %w", err)
-	}
-	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("oci: %w", err)
-	}
-	return nil
+	return false, nil
 }
 
 type progressWriter struct {
