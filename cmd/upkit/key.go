@@ -149,20 +149,7 @@ func keyGeneratePKCS11(c *cli.Context) error {
 // publicKeyOf reads a public key from a .pub file, or from a private key
 // reference (key file, KMS URI or pkcs11: URI).
 func publicKeyOf(c *cli.Context, ref string) (*spec.PublicKey, error) {
-	if !signing.IsKMSRef(ref) && !signing.IsPKCS11Ref(ref) {
-		data, err := os.ReadFile(ref)
-		if err != nil {
-			return nil, err
-		}
-		if k, err := spec.ParsePublicKeyPEM(data); err == nil {
-			return k, nil
-		}
-	}
-	s, err := loadSigner(c, ref)
-	if err != nil {
-		return nil, err
-	}
-	return s.Public(), nil
+	return signing.PublicKeyOf(c.Context, ref, passwordFunc(c))
 }
 
 func keyID(c *cli.Context) error {

@@ -1,25 +1,26 @@
-// Package sample generates the deterministic sample images that `upkit demo`
-// and the tests use: two versions of a small root filesystem (a tar of a
-// Linux-like tree) and of an application executable. The same version
-// always gives the same bytes.
-package sample
+package demo
 
 import (
 	"archive/tar"
 	"bytes"
+	"embed"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/upkit/upkit"
 )
+
+// samples holds the demo's agent executables and their source (see
+// sample/README.md).
+//
+//go:embed sample/agent-v1 sample/agent-v2 sample/agent.c
+var samples embed.FS
 
 // Agent returns the sample executable of version v (1 or 2).
 func Agent(v int) ([]byte, error) {
-	return fs.ReadFile(upkit.Sample, fmt.Sprintf("testdata/sample/agent-v%d", v))
+	return fs.ReadFile(samples, fmt.Sprintf("sample/agent-v%d", v))
 }
 
 // file is one entry of the sample tree.

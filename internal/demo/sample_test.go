@@ -1,4 +1,4 @@
-package sample
+package demo
 
 import (
 	"archive/tar"
