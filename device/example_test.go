@@ -11,7 +11,7 @@ import (
 
 	"github.com/upkit/upkit/device"
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/manifest"
 )
 

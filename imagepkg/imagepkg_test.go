@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/spec"
 )
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/spec"
 )
 

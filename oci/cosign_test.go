@@ -12,8 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/upkit/upkit/internal/registrytest"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/registrytest"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/oci"
 )
 

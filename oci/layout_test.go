@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
-	"github.com/upkit/upkit/internal/registrytest"
+	"github.com/upkit/upkit/internal/testutil/registrytest"
 	"github.com/upkit/upkit/oci"
 )
 

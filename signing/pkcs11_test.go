@@ -18,7 +18,7 @@ import (
 	"github.com/ThalesIgnite/crypto11"
 	"github.com/miekg/pkcs11"
 
-	"github.com/upkit/upkit/internal/softhsmtest"
+	"github.com/upkit/upkit/internal/testutil/softhsmtest"
 	"github.com/upkit/upkit/spec"
 )
 

@@ -12,7 +12,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/spec"
 )
 

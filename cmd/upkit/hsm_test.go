@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/upkit/upkit/internal/softhsmtest"
+	"github.com/upkit/upkit/internal/testutil/softhsmtest"
 	"github.com/upkit/upkit/signing"
 	"github.com/upkit/upkit/spec"
 )

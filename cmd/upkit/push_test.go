@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/upkit/upkit/device"
-	"github.com/upkit/upkit/internal/registrytest"
+	"github.com/upkit/upkit/internal/testutil/registrytest"
 	"github.com/upkit/upkit/oci"
 )
 

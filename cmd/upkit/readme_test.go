@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/upkit/upkit/internal/registrytest"
+	"github.com/upkit/upkit/internal/testutil/registrytest"
 )
 
 // readmeSections are the README.md sections whose ```sh blocks
@@ -77,7 +77,7 @@ func readmeBlocks(md []byte) map[string][]string {
 // else, are these substitutions and this environment:
 //
 //   - "registry.example" and "localhost:5000" become the address of a real
-//     CNCF distribution registry on loopback (internal/registrytest) that
+//     CNCF distribution registry on loopback (internal/testutil/registrytest) that
 //     requires the credentials $REGISTRY_USER/$REGISTRY_TOKEN; the staging,
 //     prod and fleet repositories are all on it.
 //   - "/media/usb" becomes a temporary directory.

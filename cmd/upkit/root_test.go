@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/manifest"
 	"github.com/upkit/upkit/signing"
 )

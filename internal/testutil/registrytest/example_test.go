@@ -3,7 +3,7 @@ package registrytest_test
 import (
 	"fmt"
 
-	"github.com/upkit/upkit/internal/registrytest"
+	"github.com/upkit/upkit/internal/testutil/registrytest"
 )
 
 // Tests call registrytest.Start(t, flavor) for each flavor, which returns

@@ -87,7 +87,7 @@ func NewToken(t testing.TB, label, pin string) (modulePath string) {
 			t.Fatalf("softhsmtest: %v", err)
 		}
 		conf = filepath.Join(dir, "softhsm2.conf")
-		text := fmt.Sprintf(`# written by upkit's internal/softhsmtest
+		text := fmt.Sprintf(`# written by upkit's internal/testutil/softhsmtest
 directories.tokendir = %s
 objectstore.backend = file
 log.level = ERROR
@@ -117,5 +117,5 @@ library.reset_on_fork = false
 // isOurs reports whether conf is a config file written by NewToken.
 func isOurs(conf string) bool {
 	data, err := os.ReadFile(conf)
-	return err == nil && strings.HasPrefix(string(data), "# written by upkit's internal/softhsmtest")
+	return err == nil && strings.HasPrefix(string(data), "# written by upkit's internal/testutil/softhsmtest")
 }

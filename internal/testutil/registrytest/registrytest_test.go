@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/upkit/upkit/internal/registrytest"
+	"github.com/upkit/upkit/internal/testutil/registrytest"
 )
 
 func TestStartAnswersV2(t *testing.T) {
