@@ -6,7 +6,9 @@ import (
 	"github.com/upkit/upkit/internal/testutil/deps"
 )
 
-// TestDependencies: device firmware links it: the standard library, klauspost/compress, spec and the stdlib-only internal/atomicfile (DESIGN.md, "Layout").
+// TestDependencies: device firmware links imagepkg, so it imports only the
+// standard library, klauspost/compress, spec and the stdlib-only
+// internal/atomicfile (DESIGN.md, "Layout").
 func TestDependencies(t *testing.T) {
 	deps.Check(t, deps.Module+"/imagepkg", deps.Rules{Upkit: []string{"spec", "internal/atomicfile"}, Others: []string{"github.com/klauspost/compress"}})
 }
