@@ -97,13 +97,8 @@ var (
 	ErrTooLarge = errors.New("delta: image too large")
 )
 
-// rejectionError is a sentinel that also matches ErrRejected.
-type rejectionError struct{ msg string }
-
-func rejection(msg string) error { return &rejectionError{msg} }
-
-func (e *rejectionError) Error() string        { return e.msg }
-func (e *rejectionError) Is(target error) bool { return target == ErrRejected }
+// rejection is a sentinel that also matches ErrRejected.
+func rejection(msg string) error { return spec.Sentinel(msg, ErrRejected) }
 
 // Header is the fixed, bounded header of a patch (HeaderSize bytes, layout
 // in docs/FORMAT.md). Digests are raw sha256 sums; OldDigest and NewDigest

@@ -37,14 +37,7 @@ import (
 // seen, so a device without a clock (now zero) still refuses releases that
 // expired before ones it has seen.
 func (d *Device) Check(ctx context.Context, releaseEnvelope []byte, rootChain [][]byte, now time.Time) (*Plan, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	st, err := d.cfg.Store.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ev, err := d.evaluate(st, releaseEnvelope, rootChain, now)
-	return ev.plan, err
+	return d.check(ctx, releaseEnvelope, rootChain, now, false)
 }
 
 // CheckAndRecord is Check, and then it saves in the state what it verified
@@ -54,6 +47,10 @@ func (d *Device) Check(ctx context.Context, releaseEnvelope []byte, rootChain []
 // freeze). It never advances counters or versions (Commit does). This is
 // what an update agent calls before Install.
 func (d *Device) CheckAndRecord(ctx context.Context, releaseEnvelope []byte, rootChain [][]byte, now time.Time) (*Plan, error) {
+	return d.check(ctx, releaseEnvelope, rootChain, now, true)
+}
+
+func (d *Device) check(ctx context.Context, releaseEnvelope []byte, rootChain [][]byte, now time.Time, record bool) (*Plan, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st, err := d.cfg.Store.Load(ctx)
@@ -61,8 +58,10 @@ func (d *Device) CheckAndRecord(ctx context.Context, releaseEnvelope []byte, roo
 		return nil, err
 	}
 	ev, err := d.evaluate(st, releaseEnvelope, rootChain, now)
-	if rerr := d.record(ctx, st, ev); rerr != nil {
-		return nil, rerr
+	if record {
+		if rerr := d.record(ctx, st, ev); rerr != nil {
+			return nil, rerr
+		}
 	}
 	return ev.plan, err
 }

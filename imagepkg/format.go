@@ -82,10 +82,5 @@ var (
 	ErrSignerMisbehaving = errors.New("imagepkg: signer returned an unusable signature")
 )
 
-// rejectionError is a sentinel that also matches ErrRejected.
-type rejectionError struct{ msg string }
-
-func rejection(msg string) error { return &rejectionError{msg} }
-
-func (e *rejectionError) Error() string        { return e.msg }
-func (e *rejectionError) Is(target error) bool { return target == ErrRejected }
+// rejection is a sentinel that also matches ErrRejected.
+func rejection(msg string) error { return spec.Sentinel(msg, ErrRejected) }

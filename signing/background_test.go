@@ -4,23 +4,13 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 )
 
 // A key loading in the background: its methods wait for it; a key that
 // fails to load cancels the context of the work, with the load error.
 func TestLoadInBackground(t *testing.T) {
-	dir := t.TempDir()
-	priv, err := Generate(AlgorithmEd25519)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := filepath.Join(dir, "k")
-	k, err := WriteKeyPair(prefix, priv, []byte("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	prefix, k := writeKey(t, AlgorithmEd25519, "pw")
 	t.Setenv("TEST_PW", "pw")
 	p := LoadInBackground(context.Background(), prefix+".key", EnvOrTerminalPassword("TEST_PW", os.Stderr))
 	defer p.Close()

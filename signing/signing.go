@@ -230,24 +230,14 @@ func LoadPublicKey(path string) (*spec.PublicKey, error) {
 	return k, nil
 }
 
+// readBounded reads a key file of at most MaxKeyFileSize bytes
+// (spec.ReadFile; a larger one is ErrKeyFile).
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	data, err := spec.ReadFile(path, MaxKeyFileSize)
+	if errors.Is(err, spec.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %v", ErrKeyFile, err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() > MaxKeyFileSize {
-		return nil, fmt.Errorf("%w: %s is %d bytes, limit %d", ErrKeyFile, path, st.Size(), MaxKeyFileSize)
-	}
-	data := make([]byte, st.Size())
-	if _, err := f.ReadAt(data, 0); err != nil && st.Size() > 0 {
-		return nil, err
-	}
-	return data, nil
+	return data, err
 }
 
 // IsKMSRef reports whether ref is a KMS URI (scheme://...) rather than a path.

@@ -189,16 +189,8 @@ func TestUnsupportedKey(t *testing.T) {
 }
 
 func TestPublicKeyOf(t *testing.T) {
-	dir := t.TempDir()
-	priv, err := Generate(AlgorithmECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := filepath.Join(dir, "k")
-	k, err := WriteKeyPair(prefix, priv, []byte("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	prefix, k := writeKey(t, AlgorithmECDSAP256, "pw")
+	dir := filepath.Dir(prefix)
 	pf := func(bool) ([]byte, error) { return []byte("pw"), nil }
 	for _, ref := range []string{prefix + ".pub", prefix + ".key"} {
 		if got, err := PublicKeyOf(context.Background(), ref, pf); err != nil || got.ID != k.ID {

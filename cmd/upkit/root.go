@@ -70,16 +70,9 @@ Example:
 }
 
 func rootInitAction(c *cli.Context) error {
-	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
-		return err
-	}
-	out := c.String("output")
-	if err := checkOutput(c, out); err != nil {
-		return err
-	}
-	expires, err := parseExpiry(c.String("expires"), time.Now())
+	out, expires, err := rootOutput(c)
 	if err != nil {
-		return usageError("--expires: %v", err)
+		return err
 	}
 	r := &manifest.Root{
 		SchemaVersion: manifest.SchemaVersion,
@@ -194,16 +187,9 @@ Example:
 }
 
 func rootRotateAction(c *cli.Context) error {
-	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
-		return err
-	}
-	out := c.String("output")
-	if err := checkOutput(c, out); err != nil {
-		return err
-	}
-	expires, err := parseExpiry(c.String("expires"), time.Now())
+	out, expires, err := rootOutput(c)
 	if err != nil {
-		return usageError("--expires: %v", err)
+		return err
 	}
 	_, cur, err := manifest.ReadRootFile(c.String("from"))
 	if err != nil {
@@ -310,6 +296,23 @@ func rootVerifyAction(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.ErrWriter, "root OK: version %d, expires %s, %s\n", final.Version, final.Expires.UTC().Format(time.RFC3339), final.RolesSummary())
 	return nil
+}
+
+// rootOutput checks the arguments of root init and rotate, and returns
+// --output (which must not exist unless --force) and --expires.
+func rootOutput(c *cli.Context) (string, time.Time, error) {
+	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
+		return "", time.Time{}, err
+	}
+	out := c.String("output")
+	if err := checkOutput(c, out); err != nil {
+		return "", time.Time{}, err
+	}
+	expires, err := parseExpiry(c.String("expires"), time.Now())
+	if err != nil {
+		return "", time.Time{}, usageError("--expires: %v", err)
+	}
+	return out, expires, nil
 }
 
 // addKeys gives role the public keys of the files of the flag; a key also
