@@ -3,6 +3,7 @@ package device
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -42,9 +43,9 @@ func (d *Device) Check(ctx context.Context, releaseEnvelope []byte, rootChain []
 
 // CheckAndRecord is Check, and then it saves in the state what it verified
 // and the device may not forget: the newer trust root of a verified root
-// chain, and the creation time of the release, once the release passed
-// trust verification and the release-level policy (product, rollback,
-// freeze). It never advances counters or versions (Commit does). This is
+// chain (even when the release it came with is refused), and the creation
+// time of the release, only if the release passed every check for this
+// device. It never advances counters or versions (Commit does). This is
 // what an update agent calls before Install.
 func (d *Device) CheckAndRecord(ctx context.Context, releaseEnvelope []byte, rootChain [][]byte, now time.Time) (*Plan, error) {
 	return d.check(ctx, releaseEnvelope, rootChain, now, true)
@@ -72,8 +73,9 @@ type evaluation struct {
 	root  *manifest.Root    // the newest verified root (the stored one without rotations)
 	chain [][]byte          // the verified rotations beyond the stored root
 	rel   *manifest.Release // the verified release
-	// record says what the device must remember: the rotations, and the
-	// release's creation time.
+	// record says what the device must remember: the rotations (once the
+	// chain verified), and the release's creation time (once the release
+	// passed every check).
 	recordRoot, recordCreated bool
 	plan                      *Plan
 }
@@ -92,12 +94,15 @@ func (d *Device) evaluate(st *State, releaseEnvelope []byte, rootChain [][]byte,
 	if err := d.checkRelease(st, ev.rel); err != nil {
 		return ev, err
 	}
-	ev.recordRoot, ev.recordCreated = true, true
 	if err := d.checkImages(st, ev.rel); err != nil {
 		return ev, err
 	}
 	plan, err := d.plan(st, ev, releaseEnvelope)
 	ev.plan = plan
+	// Only a release that passed every check for this device moves the
+	// newest-seen time: one refused (for other hardware, say) could
+	// otherwise freeze the device out of its own releases.
+	ev.recordCreated = err == nil || errors.Is(err, ErrNothingToDo)
 	return ev, err
 }
 
@@ -114,7 +119,10 @@ func (d *Device) verifyTrust(ev *evaluation, st *State, releaseEnvelope []byte, 
 		if err != nil {
 			return fmt.Errorf("device: verifying root rotations: %w", err)
 		}
-		ev.root, ev.chain = root, chain
+		// A verified rotation is kept whatever becomes of the release it
+		// came with: forgetting it would let the next release, signed by a
+		// key it revoked, through without the chain.
+		ev.root, ev.chain, ev.recordRoot = root, chain, true
 	}
 	rel, err := manifest.VerifyRelease(ev.root, releaseEnvelope, ref)
 	if err != nil {

@@ -38,9 +38,10 @@ type State struct {
 	Product string `json:"product"`
 	// ReleaseVersion is the version of the newest committed release.
 	ReleaseVersion uint64 `json:"releaseVersion"`
-	// NewestCreated is the creation time of the newest verified release
-	// the device has seen (committed or not). Older releases are refused
-	// (ErrFreeze) and expiry is checked against max(now, NewestCreated).
+	// NewestCreated is the creation time of the newest release the
+	// device has seen that passed every check for it (committed or not).
+	// Older releases are refused (ErrFreeze) and expiry is checked against
+	// max(now, NewestCreated).
 	NewestCreated time.Time `json:"newestCreated"`
 	// SecurityCounters holds the committed security version of each
 	// component.
