@@ -96,11 +96,9 @@ func checkSlotName(component, slot string) error {
 	return nil
 }
 
-// validComponent accepts spec's component names ([a-z0-9][a-z0-9._-]*)
-// without "..", which are safe as file names.
-func validComponent(c string) bool {
-	return spec.CheckName(c) == nil && !strings.Contains(c, "..")
-}
+// validComponent accepts spec's component names, the ones the release
+// tools accept, which are safe as file names.
+func validComponent(c string) bool { return spec.CheckName(c) == nil }
 
 // OpenRead implements Slots.
 func (s *FileSlots) OpenRead(ctx context.Context, component, slot string) (SlotReader, error) {

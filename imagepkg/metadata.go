@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/upkit/upkit/spec"
@@ -42,7 +40,7 @@ const (
 //	            "sha256":"sha256:<64 lowercase hex>","storedSize":N}}
 type Metadata struct {
 	SchemaVersion   int         // SchemaVersion (1)
-	Component       string      // [a-z0-9][a-z0-9._-]{0,63}
+	Component       string      // spec.CheckName: [a-z0-9][a-z0-9._-]{0,63}, no ".."
 	Type            string      // TypeOS, TypeApp, TypeFirmware or TypeBootloader
 	Version         string      // semantic version 2.0.0, no "v" prefix, at most MaxStringSize bytes
 	SecurityVersion uint64      // anti-rollback counter
@@ -193,7 +191,7 @@ func (m *Metadata) Validate() error {
 	default:
 		return bad("type", "%q is not one of os, app, firmware, bootloader", truncate(m.Type))
 	}
-	if err := checkVersion(m.Version); err != nil {
+	if err := spec.CheckSemver(m.Version); err != nil {
 		return bad("version", "%v", err)
 	}
 	if len(m.Hardware) == 0 {
@@ -240,22 +238,6 @@ func (m *Metadata) Validate() error {
 	}
 	if p.Compression == CompressionNone && p.StoredSize != p.Size {
 		return bad("payload.storedSize", "%d differs from payload.size %d although the payload is not compressed", p.StoredSize, p.Size)
-	}
-	return nil
-}
-
-// checkVersion is spec.CheckSemver, and MAJOR, MINOR and PATCH must fit
-// in 64 bits.
-func checkVersion(v string) error {
-	if err := spec.CheckSemver(v); err != nil {
-		return err
-	}
-	core, _, _ := strings.Cut(v, "+")
-	core, _, _ = strings.Cut(core, "-")
-	for _, p := range strings.Split(core, ".") {
-		if _, err := strconv.ParseUint(p, 10, 64); err != nil {
-			return fmt.Errorf("%.80q: MAJOR, MINOR and PATCH must be below 2^64", v)
-		}
 	}
 	return nil
 }

@@ -69,6 +69,7 @@ func TestParseMetadataStrict(t *testing.T) {
 		{"component upper", rep(`"rootfs"`, `"RootFS"`), "component", imagepkg.ErrMetadata},
 		{"component leading dash", rep(`"rootfs"`, `"-rootfs"`), "component", imagepkg.ErrMetadata},
 		{"component too long", rep(`"rootfs"`, `"`+strings.Repeat("a", 65)+`"`), "component", imagepkg.ErrMetadata},
+		{"component dot dot", rep(`"rootfs"`, `"root..fs"`), "component", imagepkg.ErrMetadata},
 		{"type", rep(`"type":"os"`, `"type":"kernel"`), "type", imagepkg.ErrMetadata},
 		{"version v prefix", rep(`"1.2.3"`, `"v1.2.3"`), "version", imagepkg.ErrMetadata},
 		{"version two parts", rep(`"1.2.3"`, `"1.2"`), "version", imagepkg.ErrMetadata},

@@ -20,7 +20,7 @@ import (
 // PackOptions say what to put in a package's metadata and how to store the
 // payload. The payload's size and digest are computed by Pack.
 type PackOptions struct {
-	Component       string   // component name, [a-z0-9][a-z0-9._-]{0,63}
+	Component       string   // component name, spec.CheckName
 	Type            string   // TypeOS, TypeApp, TypeFirmware or TypeBootloader
 	Version         string   // semantic version
 	SecurityVersion uint64   // anti-rollback counter

@@ -12,7 +12,7 @@ import (
 // ReleasePayloadType.
 type Release struct {
 	SchemaVersion int       `json:"schemaVersion"` // SchemaVersion (NewReleaseEnvelope fills 0 in)
-	Product       string    `json:"product"`       // product name: [a-z0-9][a-z0-9._-]*, at most MaxNameLength bytes
+	Product       string    `json:"product"`       // product name: spec.CheckName
 	Version       uint64    `json:"version"`       // release sequence number, at least 1, monotonic per product
 	Created       time.Time `json:"created"`       // UTC, whole seconds
 	Expires       time.Time `json:"expires"`       // UTC, whole seconds, after Created
@@ -21,7 +21,7 @@ type Release struct {
 
 // Image describes one image package (.upk) of a release.
 type Image struct {
-	Component       string   `json:"component"`        // e.g. "rootfs"; unique in the release; [a-z0-9][a-z0-9._-]*
+	Component       string   `json:"component"`        // e.g. "rootfs"; unique in the release; spec.CheckName
 	Type            string   `json:"type"`             // e.g. "os", "app", "firmware", "bootloader"; same rule
 	Version         string   `json:"version"`          // semantic version of the image
 	SecurityVersion uint64   `json:"securityVersion"`  // anti-rollback counter

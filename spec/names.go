@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -12,8 +13,9 @@ import (
 // (imagepkg.ErrMetadata, manifest.ErrMalformed, ...).
 
 // CheckName checks a product, component or image type name: 1 to
-// MaxNameLength bytes of [a-z0-9._-], starting with a letter or digit.
-// Names are safe as file names (a device keeps component slots in files).
+// MaxNameLength bytes of [a-z0-9._-], starting with a letter or digit,
+// without "..". Names are safe as file names: a device keeps component
+// slots in files, and the release tools refuse exactly what it refuses.
 func CheckName(s string) error {
 	if err := checkLength(s, MaxNameLength); err != nil {
 		return err
@@ -24,6 +26,9 @@ func CheckName(s string) error {
 			continue
 		}
 		return fmt.Errorf("%.80q: want [a-z0-9][a-z0-9._-]{0,63}", s)
+	}
+	if strings.Contains(s, "..") {
+		return fmt.Errorf("%.80q: \"..\" is not allowed in a name", s)
 	}
 	return nil
 }
@@ -57,7 +62,8 @@ func checkLength(s string, max int) error {
 
 // CheckSemver checks a Semantic Versioning 2.0.0 version of at most
 // MaxVersionLength bytes: MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], numeric
-// identifiers without leading zeros, no "v" prefix.
+// identifiers without leading zeros, MAJOR, MINOR and PATCH below 2^64,
+// no "v" prefix.
 func CheckSemver(s string) error {
 	if err := checkLength(s, MaxVersionLength); err != nil {
 		return err
@@ -74,6 +80,9 @@ func CheckSemver(s string) error {
 	for _, p := range parts {
 		if !isNumericID(p) {
 			return bad("MAJOR, MINOR and PATCH are numbers without leading zeros")
+		}
+		if _, err := strconv.ParseUint(p, 10, 64); err != nil {
+			return bad("MAJOR, MINOR and PATCH must be below 2^64")
 		}
 	}
 	if hasPre {

@@ -27,6 +27,8 @@ func TestNames(t *testing.T) {
 		{"a/b", false, false},
 		{"a b", false, false},
 		{"é", false, false},
+		{"a..b", false, true}, // no slot file name may hold ".." (hardware names are no file names)
+		{"a.b.c", true, true},
 	} {
 		if err := spec.CheckName(tc.s); (err == nil) != tc.name {
 			t.Errorf("CheckName(%q) = %v, want ok=%v", tc.s, err, tc.name)
@@ -39,7 +41,7 @@ func TestNames(t *testing.T) {
 
 func TestSemver(t *testing.T) {
 	good := []string{"0.0.0", "1.2.3", "10.20.30", "1.0.0-rc.1", "1.0.0-0.3.7", "1.0.0-x-y.z", "1.0.0+build.01", "1.0.0-alpha+001"}
-	bad := []string{"", "v1.2.3", "1.2", "1.2.3.4", "01.2.3", "1.02.3", "1.2.3-", "1.2.3-01", "1.2.3+", "1.2.3+a..b",
+	bad := []string{"", "v1.2.3", "1.2.18446744073709551616", "18446744073709551616.0.0-rc.1", "1.2", "1.2.3.4", "01.2.3", "1.02.3", "1.2.3-", "1.2.3-01", "1.2.3+", "1.2.3+a..b",
 		"1.2.3-a_b", "1.2.-3", "1.2.3-" + strings.Repeat("a", 130), " 1.2.3"}
 	for _, v := range good {
 		if err := spec.CheckSemver(v); err != nil {

@@ -40,7 +40,7 @@ Example:
      --key release.key -o web.upk ./web-bundle/`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "type", Usage: "image `TYPE`: os, app, firmware or bootloader", Required: true},
-			&cli.StringFlag{Name: "component", Usage: "component `NAME` ([a-z0-9][a-z0-9._-]{0,63})", Required: true},
+			&cli.StringFlag{Name: "component", Usage: "component `NAME` ([a-z0-9][a-z0-9._-]{0,63}, no ..)", Required: true},
 			&cli.StringFlag{Name: "version", Usage: "image version, `SEMVER` (e.g. 1.4.0 or 2.0.0-rc.1)", Required: true},
 			&cli.Uint64Flag{Name: "security-version", Usage: "anti-rollback counter `N`: devices refuse images below the highest they committed", Required: true},
 			&cli.StringSliceFlag{Name: "hardware", Usage: "compatible hardware `HW[,HW...]` (repeatable)", Required: true},

@@ -55,7 +55,7 @@ Example:
      --key release.pub -o release.json rootfs-1.5.0.upk app-2.1.0.upk \
      --delta rootfs-1.4.0-1.5.0.delta`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "product", Usage: "product `NAME` ([a-z0-9][a-z0-9._-]*)", Required: true},
+			&cli.StringFlag{Name: "product", Usage: "product `NAME` ([a-z0-9][a-z0-9._-]{0,63}, no ..)", Required: true},
 			&cli.Uint64Flag{Name: "version", Usage: "release version `N`: a sequence number devices never go below", Required: true},
 			&cli.StringFlag{Name: "expires", Value: "30d", Usage: "expiry: a `DURATION` after creation (30d, 12h) or an RFC 3339 time"},
 			&cli.StringSliceFlag{Name: "delta", Usage: "delta patch `FILE` to list (repeatable)"},
