@@ -114,6 +114,8 @@ var (
 	// ErrBadFile: a file given to Push that cannot be published (missing,
 	// not regular, bad title).
 	ErrBadFile = errors.New("oci: bad file")
+	// ErrExists: a pull would replace a file it did not create.
+	ErrExists = errors.New("oci: refusing to replace an existing file")
 )
 
 // CheckDigest returns nil if d is "sha256:" followed by 64 lowercase hex

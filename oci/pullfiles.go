@@ -1,7 +1,9 @@
 package oci
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/upkit/upkit/internal/atomicfile"
 	"github.com/upkit/upkit/manifest"
+	"github.com/upkit/upkit/spec"
 )
 
 // Want selects the files of a release a puller fetches (PlanFiles).
@@ -29,7 +32,13 @@ type PullFile struct {
 	What      string // "package", "delta" or "attached delta"
 	Digest    string
 	Size      int64
-	Name      string // the file name to write it under
+	// Name is the file name to write it under, made from the signed
+	// release only (never from a layer title, which nothing signs):
+	// COMPONENT-VERSION.upk for a package, and
+	// COMPONENT-VERSION-from-HEX12.delta for a delta, HEX12 the first 12
+	// hex digits of the payload digest it applies to. Names are safe
+	// (spec.CheckName, spec.CheckSemver) and distinct within a release.
+	Name string
 }
 
 // PullPlan is what PlanFiles chose.
@@ -89,18 +98,15 @@ func (p *PulledRelease) PlanFiles(ctx context.Context, rel *manifest.Release, w 
 }
 
 // checkFiles checks that every file is in the artifact with the size rel
-// signs, names it from its layer title, and refuses two files of one name.
+// signs, and refuses two files of one name.
 func (p *PulledRelease) checkFiles(rel *manifest.Release, plan *PullPlan) error {
-	for i, f := range plan.Files {
+	for _, f := range plan.Files {
 		b, ok := p.Blob(f.Digest)
 		if !ok && f.What != "attached delta" {
 			return fmt.Errorf("%w: %s lists %s %s, which the artifact at %s does not contain", ErrNotFound, rel.Product, f.What, f.Digest, p.Target)
 		}
 		if ok && b.Size != f.Size {
 			return fmt.Errorf("%w: artifact at %s lists %s with %d bytes, the signed release says %d", ErrSizeMismatch, p.Target, f.Digest, b.Size, f.Size)
-		}
-		if ok && b.Title != "" {
-			plan.Files[i].Name = b.Title
 		}
 		plan.Size += f.Size
 	}
@@ -137,20 +143,19 @@ func listedDeltaFile(img *manifest.Image, d manifest.Delta) PullFile {
 }
 
 func attachedDeltaFile(img *manifest.Image, d AttachedDelta) PullFile {
-	name := d.Title
-	if name == "" {
-		name = deltaName(img, d.From)
-	}
-	return PullFile{Component: img.Component, What: "attached delta", Digest: d.Digest, Size: d.Size, Name: name}
+	return PullFile{Component: img.Component, What: "attached delta", Digest: d.Digest, Size: d.Size, Name: deltaName(img, d.From)}
 }
 
 func deltaName(img *manifest.Image, from string) string {
 	return fmt.Sprintf("%s-%s-from-%s.delta", img.Component, img.Version, from[7:19])
 }
 
-// FetchFiles writes the release envelope to dir/release.json (atomically)
-// and fetches each file into dir with FetchFile (resumable, verified by
-// digest and size). It returns the paths written, the envelope's first.
+// FetchFiles writes the release envelope to dir/release.json and fetches
+// each file into dir with FetchFile (resumable, verified by digest and
+// size). It never replaces a file: one already there with the content
+// asked for (an earlier pull of the same release) is kept and not fetched
+// again, one with other content is an error wrapping ErrExists. It
+// returns the paths of the release's files, the envelope's first.
 // progress, if not nil, is called with the bytes held so far and their
 // total.
 func (p *PulledRelease) FetchFiles(ctx context.Context, dir string, files []PullFile, progress func(done, total int64)) ([]string, error) {
@@ -158,7 +163,7 @@ func (p *PulledRelease) FetchFiles(ctx context.Context, dir string, files []Pull
 		return nil, err
 	}
 	envPath := filepath.Join(dir, DefaultEnvelopeTitle)
-	if err := atomicfile.WriteBytes(envPath, p.Envelope, 0o644); err != nil {
+	if err := writeNew(envPath, p.Envelope); err != nil {
 		return nil, err
 	}
 	written := []string{envPath}
@@ -168,6 +173,14 @@ func (p *PulledRelease) FetchFiles(ctx context.Context, dir string, files []Pull
 	}
 	for _, f := range files {
 		path := filepath.Join(dir, f.Name)
+		if same, err := holds(ctx, path, f.Digest, f.Size); err != nil || same {
+			if err != nil {
+				return written, fmt.Errorf("%s %s: %w", f.What, f.Name, err)
+			}
+			done += f.Size
+			written = append(written, path)
+			continue
+		}
 		var fp func(int64)
 		if progress != nil {
 			base := done
@@ -180,4 +193,72 @@ func (p *PulledRelease) FetchFiles(ctx context.Context, dir string, files []Pull
 		written = append(written, path)
 	}
 	return written, nil
+}
+
+// holds reports whether path already holds the blob digest of size bytes:
+// false if there is no such file, an error wrapping ErrExists if there is
+// something else.
+func holds(ctx context.Context, path, digest string, size int64) (bool, error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if fi.Mode().IsRegular() && fi.Size() == size {
+		if d, _, err := hashFile(ctx, path); err == nil && d == digest {
+			return true, nil
+		}
+	}
+	return false, fmt.Errorf("%w: %s holds something else than %s", ErrExists, path, digest)
+}
+
+// writeNew writes data to a new file path, atomically, or accepts a file
+// already holding exactly data; it never replaces another.
+func writeNew(path string, data []byte) error {
+	if old, err := spec.ReadFile(path, int64(len(data))); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = renameNoReplace(tmp.Name(), path)
+	}
+	return err
+}
+
+// renameNoReplace moves oldpath to newpath unless newpath exists
+// (ErrExists): a hard link, which fails on an existing name, then the
+// removal of oldpath; where hard links are not supported (FAT, say), a
+// check then a rename. The directory is synced.
+func renameNoReplace(oldpath, newpath string) error {
+	err := os.Link(oldpath, newpath)
+	switch {
+	case err == nil:
+		os.Remove(oldpath)
+	case errors.Is(err, os.ErrExist):
+		return fmt.Errorf("%w: %s", ErrExists, newpath)
+	default:
+		if _, serr := os.Lstat(newpath); serr == nil {
+			return fmt.Errorf("%w: %s", ErrExists, newpath)
+		}
+		if err := os.Rename(oldpath, newpath); err != nil {
+			return fmt.Errorf("oci: %w", err)
+		}
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(newpath)); err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	return nil
 }

@@ -102,18 +102,18 @@ func TestPlanAndFetchFiles(t *testing.T) {
 		return out
 	}
 	all, err := pulled.PlanFiles(ctx, f.rel, oci.Want{}, nil)
-	if err != nil || !slices.Equal(names(all), []string{"package rootfs.upk", "delta rootfs.delta", "package app.upk"}) {
+	if err != nil || !slices.Equal(names(all), []string{"package rootfs-2.0.0.upk", "delta rootfs-2.0.0-from-111111111111.delta", "package app-1.0.0.upk"}) {
 		t.Fatalf("everything: %v %v", names(all), err)
 	}
 	if _, err := pulled.PlanFiles(ctx, f.rel, oci.Want{Only: []string{"kernel"}}, nil); !errors.Is(err, manifest.ErrNotListed) {
 		t.Fatalf("--only kernel: %v", err)
 	}
 	fromPkg, err := pulled.PlanFiles(ctx, f.rel, oci.Want{Only: []string{"rootfs"}, From: "sha256:" + strings.Repeat("9", 64)}, nil)
-	if err != nil || !slices.Equal(names(fromPkg), []string{"delta rootfs.delta"}) {
+	if err != nil || !slices.Equal(names(fromPkg), []string{"delta rootfs-2.0.0-from-111111111111.delta"}) {
 		t.Fatalf("from the old package: %v %v", names(fromPkg), err)
 	}
 	upToDate, err := pulled.PlanFiles(ctx, f.rel, oci.Want{From: f.rel.Images[1].Payload.Digest}, nil)
-	if err != nil || !slices.Equal(upToDate.UpToDate, []string{"app"}) || !slices.Equal(names(upToDate), []string{"package rootfs.upk"}) {
+	if err != nil || !slices.Equal(upToDate.UpToDate, []string{"app"}) || !slices.Equal(names(upToDate), []string{"package rootfs-2.0.0.upk"}) {
 		t.Fatalf("app up to date: %+v %v", upToDate, err)
 	}
 	dst := filepath.Join(t.TempDir(), "out")
@@ -121,7 +121,7 @@ func TestPlanAndFetchFiles(t *testing.T) {
 	if err != nil || len(written) != 4 || written[0] != filepath.Join(dst, "release.json") {
 		t.Fatalf("FetchFiles: %v %v", written, err)
 	}
-	sameFile(t, filepath.Join(dst, "rootfs.delta"), f.files["rootfs.delta"])
+	sameFile(t, filepath.Join(dst, "rootfs-2.0.0-from-111111111111.delta"), f.files["rootfs.delta"])
 }
 
 func TestAttachedDeltasFind(t *testing.T) {
@@ -138,5 +138,68 @@ func TestAttachedDeltasFind(t *testing.T) {
 	}
 	if _, ok := ds.Find("a", "c", 100); ok {
 		t.Fatal("found a delta to another payload")
+	}
+}
+
+// A puller names files from the signed release, never from the unsigned
+// layer titles, never replaces a file it did not create, and keeps its
+// partial downloads where no published name can reach them (issue 12,
+// item 8). The artifact here titles the app package "root.json" (so that
+// `pull -o .` would replace the user's trust root) and the rootfs package
+// "x.delta.partial" (so that it would be taken for the partial download of
+// the delta titled "x.delta").
+func TestAttackPullFileNames(t *testing.T) {
+	ctx := context.Background()
+	f := newReleaseFixture(t)
+	rel, err := oci.CollectRelease(ctx, f.envPath, f.envelope, f.rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel.Files[0].Title, rel.Files[1].Title, rel.Files[2].Title = "x.delta.partial", "x.delta", "root.json"
+	layout := "oci:" + filepath.Join(t.TempDir(), "layout")
+	if _, err := oci.Push(ctx, layout+":3", rel, nil); err != nil {
+		t.Fatal(err)
+	}
+	pulled, err := oci.Pull(ctx, layout+":3", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pulled.PlanFiles(ctx, f.rel, oci.Want{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	userRoot := filepath.Join(dst, "root.json")
+	if err := os.WriteFile(userRoot, []byte("the user's trust root"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pulled.FetchFiles(ctx, dst, plan.Files, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(userRoot); string(b) != "the user's trust root" {
+		t.Fatalf("root.json replaced by a package titled so: %q", b)
+	}
+	for name, from := range map[string]string{
+		"rootfs-2.0.0.upk": "rootfs.upk", "rootfs-2.0.0-from-111111111111.delta": "rootfs.delta", "app-1.0.0.upk": "app.upk",
+	} {
+		sameFile(t, filepath.Join(dst, name), f.files[from])
+	}
+	if es, _ := os.ReadDir(dst); len(es) != 5 { // the 3 files, release.json, root.json
+		t.Fatalf("pull left %d entries, want 5: %v", len(es), es)
+	}
+	// Pulling again into the same directory: the files are there, nothing
+	// is replaced. A file of the same name and other content is refused.
+	if _, err := pulled.FetchFiles(ctx, dst, plan.Files, nil); err != nil {
+		t.Fatalf("pulling again: %v", err)
+	}
+	mine := filepath.Join(dst, "app-1.0.0.upk")
+	if err := os.WriteFile(mine, []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pulled.FetchFiles(ctx, dst, plan.Files, nil); !errors.Is(err, oci.ErrExists) {
+		t.Fatalf("a file of another content at a name the release uses: %v, want ErrExists", err)
+	}
+	if b, _ := os.ReadFile(mine); string(b) != "mine" {
+		t.Fatal("a file the pull did not create was replaced")
 	}
 }

@@ -21,8 +21,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-
-	"github.com/upkit/upkit/internal/atomicfile"
 )
 
 // Source opens a blob by digest at a byte offset. It is the fetch interface
@@ -371,18 +369,28 @@ func (s *LayoutSource) open(digest string, offset int64) (*os.File, error) {
 // per-call overhead (hashing, write syscalls) stays small next to the data.
 const copyBufferSize = 1 << 20
 
-// PartialSuffix is appended to a FetchFile target for the download in
-// progress; FetchFile resumes from it.
+// PartialSuffix ends the name of a download in progress: FetchFile keeps
+// it as ".<hex of the digest>.partial" next to its target, and resumes
+// from it. Named by digest, two blobs' partial files never collide, and no
+// target name (a release's names end in .upk or .delta) can be one.
 const PartialSuffix = ".partial"
 
+// PartialPath is the partial download FetchFile keeps for the blob digest
+// fetched to path.
+func PartialPath(path, digest string) string {
+	return filepath.Join(filepath.Dir(path), "."+strings.TrimPrefix(digest, spec.DigestPrefix)+PartialSuffix)
+}
+
 // FetchFile downloads the blob digest of exactly size bytes from src to
-// path. It writes path+PartialSuffix in the same directory and resumes from
-// it if it exists (from an earlier, interrupted call): the bytes already
-// there are hashed first, so the whole blob is verified end to end. On
-// success the file is fsynced and renamed to path. If the blob is longer
-// or shorter than size (ErrSizeMismatch) or hashes to another digest
-// (ErrDigestMismatch), the partial file is removed and path is not touched;
-// after other errors (network, ctx) it is kept for the next call.
+// path, a file that must not exist. It writes PartialPath(path, digest) in
+// the same directory and resumes from it if it exists (from an earlier,
+// interrupted call): the bytes already there are hashed first, so the
+// whole blob is verified end to end. On success the file is fsynced and
+// moved to path, unless path appeared meanwhile (ErrExists: it is never
+// replaced). If the blob is longer or shorter than size (ErrSizeMismatch)
+// or hashes to another digest (ErrDigestMismatch), the partial file is
+// removed and path is not touched; after other errors (network, ctx) it is
+// kept for the next call.
 //
 // progress, if not nil, is called with the number of bytes held so far.
 // Retries of interrupted reads happen inside src (RegistrySource) and,
@@ -394,7 +402,7 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 	if size < 0 {
 		return fmt.Errorf("%w: negative size %d", ErrSizeMismatch, size)
 	}
-	part := path + PartialSuffix
+	part := PartialPath(path, digest)
 	f, h, have, err := openPartial(part, size)
 	if err != nil {
 		return err
@@ -426,11 +434,9 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 	if f = nil; err != nil {
 		return fmt.Errorf("oci: %w", err)
 	}
-	if err := os.Rename(part, path); err != nil {
-		return fmt.Errorf("oci: %w", err)
-	}
-	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("oci: %w", err)
+	if err := renameNoReplace(part, path); err != nil {
+		keep = errors.Is(err, ErrExists) // the download is good: keep it
+		return err
 	}
 	return nil
 }

@@ -20,15 +20,20 @@ func pullCommand() *cli.Command {
 		ArgsUsage: "REF",
 		Description: `Fetches the release at REF (host[:port]/repo:tag, repo@sha256:..., or
 oci:DIR[:tag]) into DIR: the release envelope as release.json, then the
-packages and deltas it lists, each under its published file name. With
---root the envelope is verified first (a threshold of the root's release
-keys, not expired) and nothing else is fetched if it fails (exit code 1);
-without --root nothing is verified but digests and sizes.
+packages and deltas it lists, named from the signed release (never from
+the published titles, which nothing signs): COMPONENT-VERSION.upk and
+COMPONENT-VERSION-from-HEX.delta (HEX: the start of the payload digest the
+delta applies to). No file is ever replaced: one already there with the
+same content is kept, one with other content stops the pull (exit 1).
+With --root the envelope is verified first (a threshold of the root's
+release keys, not expired) and nothing else is fetched if it fails (exit
+code 1); without --root nothing is verified but digests and sizes.
 
 Every file is fetched by the digest and size the release lists, checked
-while it streams, written as NAME.partial and renamed when complete; an
-interrupted download resumes with an HTTP Range request (also across runs:
-run the same pull again). --only COMPONENT (repeatable) fetches only those
+while it streams, written as .HEX.partial (HEX: its digest) and moved in
+place when complete; an interrupted download resumes with an HTTP Range
+request (also across runs: run the same pull again). --only COMPONENT
+(repeatable) fetches only those
 components. --from-digest D fetches what a device whose current payload (or
 package) has digest D needs: the delta from D when the release lists one
 or one is attached to it (see "upkit push --attach-to"), else the package.
@@ -93,7 +98,7 @@ func pullAction(c *cli.Context) error {
 	pp := newProgress(c, "pulling")
 	written, err := pulled.FetchFiles(c.Context, dir, plan.Files, pp.Updater())
 	pp.Finish()
-	if errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, oci.ErrSizeMismatch) {
+	if errors.Is(err, oci.ErrDigestMismatch) || errors.Is(err, oci.ErrSizeMismatch) || errors.Is(err, oci.ErrExists) {
 		return verifyError(err)
 	}
 	if err != nil {

@@ -99,14 +99,20 @@ func testPushPullLs(t *testing.T, flavor, dir, root string) {
 	if !strings.Contains(r.stderr, "verified") {
 		t.Errorf("pull stderr: %s", r.stderr)
 	}
-	for _, f := range []string{"release.json", "rootfs.upk", "app.upk", "rootfs-1.0.0-1.1.0.delta"} {
-		if fileDigest(t, filepath.Join(dst, f)) != fileDigest(t, filepath.Join(out, f)) {
-			t.Errorf("%s differs after pull", f)
+	// Files are named from the signed release (component, version, delta
+	// base), not from the published titles.
+	oldPayload := fileDigest(t, filepath.Join(dir, "rootfs-1.0.0.img"))
+	deltaName := "rootfs-1.1.0-from-" + oldPayload[7:19] + ".delta"
+	for pulled, pushed := range map[string]string{"release.json": "release.json", "rootfs-1.1.0.upk": "rootfs.upk",
+		"web-2.0.0.upk": "app.upk", deltaName: "rootfs-1.0.0-1.1.0.delta"} {
+		if fileDigest(t, filepath.Join(dst, pulled)) != fileDigest(t, filepath.Join(out, pushed)) {
+			t.Errorf("%s differs after pull", pulled)
 		}
 	}
+	// Pulling the same release into the same directory again is fine.
+	mustRun(t, nil, "pull", "--root", root, repo+":12", "-o", dst)
 
 	// What a device at rootfs 1.0.0 needs: only the delta.
-	oldPayload := fileDigest(t, filepath.Join(dir, "rootfs-1.0.0.img"))
 	dst2 := filepath.Join(work, "device")
 	r = mustRun(t, nil, "pull", "--root", root, "--only", "rootfs", "--from-digest", oldPayload, repo+"@"+digest, "-o", dst2)
 	entries, _ := os.ReadDir(dst2)
@@ -114,7 +120,7 @@ func testPushPullLs(t *testing.T, flavor, dir, root string) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, ",") != "release.json,rootfs-1.0.0-1.1.0.delta" {
+	if strings.Join(names, ",") != "release.json,"+deltaName {
 		t.Fatalf("--from-digest fetched %v", names)
 	}
 
@@ -185,10 +191,10 @@ func testAttachAndLayout(t *testing.T, dir, root string) {
 	if !strings.Contains(r.stderr, "attached delta") {
 		t.Errorf("pull --from-digest did not use the attached delta:\n%s", r.stderr)
 	}
-	if fileDigest(t, filepath.Join(dev, "rootfs-late.delta")) != fileDigest(t, late) {
+	if fileDigest(t, filepath.Join(dev, "rootfs-1.1.0-from-"+oldPayload[7:19]+".delta")) != fileDigest(t, late) {
 		t.Fatal("attached delta differs after pull")
 	}
-	if _, err := os.Stat(filepath.Join(dev, "rootfs.upk")); err == nil {
+	if _, err := os.Stat(filepath.Join(dev, "rootfs-1.1.0.upk")); err == nil {
 		t.Error("the package was fetched although a delta was attached")
 	}
 
@@ -207,7 +213,7 @@ func testAttachAndLayout(t *testing.T, dir, root string) {
 	}
 	dst := filepath.Join(work, "from-usb")
 	mustRun(t, nil, "pull", "--root", root, layout+":12", "-o", dst)
-	if fileDigest(t, filepath.Join(dst, "rootfs.upk")) != fileDigest(t, filepath.Join(out, "rootfs.upk")) {
+	if fileDigest(t, filepath.Join(dst, "rootfs-1.1.0.upk")) != fileDigest(t, filepath.Join(out, "rootfs.upk")) {
 		t.Fatal("rootfs.upk differs after pull from the layout")
 	}
 

@@ -37,8 +37,8 @@ var readmeOutcomes = map[string][]string{
 	},
 	"Publishing": {
 		"release gw version 12 verified against root.json",
-		"rootfs: using attached delta rootfs-1.0.0-1.5.0.delta",
-		"update/rootfs-1.0.0-1.5.0.delta",
+		"rootfs: using attached delta rootfs-1.5.0-from-",
+		"update/rootfs-1.5.0-from-",
 	},
 	"Try it without hardware": {"committed release version 12", `"releaseVersion": 12`},
 }
