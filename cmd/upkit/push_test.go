@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -33,7 +34,7 @@ func fileDigest(t *testing.T, path string) string {
 	return "sha256:" + hex.EncodeToString(s[:])
 }
 
-// ociRelease makes a signed release (rootfs with a delta, and an app) in a
+// signedReleaseDir makes a signed release (rootfs with a delta, and an app) in a
 // fresh directory and returns the directory and the root path.
 func signedReleaseDir(t *testing.T) (dir, root string) {
 	dir = t.TempDir()
@@ -277,5 +278,36 @@ func testSignCosign(t *testing.T, dir string) {
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "TUF_ROOT="+t.TempDir())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cosign verify: %v\n%s", err, out)
+	}
+}
+
+// Layer titles are unsigned: a publisher (or a registry) that titles the
+// app package root.json must not get `upkit pull -o .` to replace the
+// user's trust root (issue 12, item 8).
+func TestAttackPullLayerTitleIsNoFileName(t *testing.T) {
+	dir, root := signedReleaseDir(t)
+	out := filepath.Join(dir, "out")
+	// Published from a directory where the app package is called root.json:
+	// its layer is titled so.
+	if err := os.Rename(filepath.Join(out, "app.upk"), filepath.Join(out, "root.json")); err != nil {
+		t.Fatal(err)
+	}
+	layout := "oci:" + filepath.Join(t.TempDir(), "usb")
+	mustRun(t, nil, "push", out, layout+":12")
+	here := t.TempDir()
+	userRoot := filepath.Join(here, "root.json")
+	trust, err := os.ReadFile(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(userRoot, trust, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, nil, "pull", "--root", userRoot, layout+":12", "-o", here)
+	if got, _ := os.ReadFile(userRoot); !bytes.Equal(got, trust) {
+		t.Fatal("pull replaced the user's root.json with a package titled root.json")
+	}
+	if fileDigest(t, filepath.Join(here, "web-2.0.0.upk")) != fileDigest(t, filepath.Join(out, "root.json")) {
+		t.Fatal("the app package is not under its signed name")
 	}
 }
