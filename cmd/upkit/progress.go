@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -40,22 +39,11 @@ func newProgress(c *cli.Context, action string) *cliutil.Progress {
 	return cliutil.NewProgress(c.App.ErrWriter, action)
 }
 
-// deviceProgress returns a progress printer for a terminal stderr (one
-// self-overwriting line, at most 5 updates a second), or nil.
+// deviceProgress returns a progress printer for a terminal stderr, or nil.
 func deviceProgress(c *cli.Context) func(device.Progress) {
-	f := cliutil.Terminal(c.App.ErrWriter)
-	if f == nil {
+	line := cliutil.NewStepLine(c.App.ErrWriter)
+	if line == nil {
 		return nil
 	}
-	var last time.Time
-	return func(p device.Progress) {
-		if done := p.Done == p.Total; !done && time.Since(last) < 200*time.Millisecond {
-			return
-		}
-		last = time.Now()
-		fmt.Fprintf(f, "\r\033[K  %s: %s %s of %s", p.Component, p.Phase, humanSize(p.Done), humanSize(p.Total))
-		if p.Done == p.Total {
-			fmt.Fprint(f, "\r\033[K")
-		}
-	}
+	return func(p device.Progress) { line.Show(p.Component+": "+p.Phase, p.Done, p.Total) }
 }

@@ -80,3 +80,32 @@ func (p *Progress) Finish() {
 		fmt.Fprintln(p.w)
 	}
 }
+
+// StepLine draws one self-overwriting line for steps that report their own
+// progress ("rootfs: write 3.2 MiB of 64.0 MiB"), at most five updates a
+// second, cleared when a step completes.
+type StepLine struct {
+	w    io.Writer
+	last time.Time
+}
+
+// NewStepLine returns a step line on w, or nil when w is not a terminal.
+func NewStepLine(w io.Writer) *StepLine {
+	f := Terminal(w)
+	if f == nil {
+		return nil
+	}
+	return &StepLine{w: f}
+}
+
+// Show shows what has done of total bytes.
+func (l *StepLine) Show(what string, done, total int64) {
+	if done != total && time.Since(l.last) < 200*time.Millisecond {
+		return
+	}
+	l.last = time.Now()
+	fmt.Fprintf(l.w, "\r\033[K  %s %s of %s", what, humanize.Bytes(done), humanize.Bytes(total))
+	if done == total {
+		fmt.Fprint(l.w, "\r\033[K")
+	}
+}
