@@ -2,7 +2,6 @@ package imagepkg
 
 import (
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -14,13 +13,14 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/upkit/upkit/internal/pubkey"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // PackOptions say what to put in a package's metadata and how to store the
 // payload. The payload's size and digest are computed by Pack.
 type PackOptions struct {
-	Component       string   // component name, [a-z0-9][a-z0-9._-]{0,63}
+	Component       string   // component name, spec.CheckName
 	Type            string   // TypeOS, TypeApp, TypeFirmware or TypeBootloader
 	Version         string   // semantic version
 	SecurityVersion uint64   // anti-rollback counter
@@ -77,7 +77,7 @@ const (
 // nothing unless the payload was read completely and signed; if writing to
 // out fails midway, out holds a partial package (PackPath writes to a
 // temporary file and renames it only on success).
-func Pack(ctx context.Context, out io.Writer, payload io.Reader, opts PackOptions, s Signer) (*Metadata, error) {
+func Pack(ctx context.Context, out io.Writer, payload io.Reader, opts PackOptions, s spec.Signer) (*Metadata, error) {
 	meta, err := metadataFromOptions(opts)
 	if err != nil {
 		return nil, err
@@ -110,7 +110,7 @@ func Pack(ctx context.Context, out io.Writer, payload io.Reader, opts PackOption
 	}
 	meta.Payload.Size = size
 	meta.Payload.StoredSize = stored
-	meta.Payload.SHA256 = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	meta.Payload.SHA256 = spec.HashDigest(h).String()
 	header, err := signHeader(ctx, meta, s)
 	if err != nil {
 		return nil, err
@@ -216,6 +216,15 @@ func (c *ctxReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// CheckPackOptions checks the fields of opts that become metadata
+// (component, type, version, hardware, compression, kind) as Pack would,
+// before any payload is read: a tool can refuse bad input early. Errors
+// wrap ErrInvalidOptions and name the field.
+func CheckPackOptions(opts PackOptions) error {
+	_, err := metadataFromOptions(opts)
+	return err
+}
+
 // metadataFromOptions builds and validates the metadata, with a placeholder
 // payload digest, before any payload byte is read.
 func metadataFromOptions(opts PackOptions) (*Metadata, error) {
@@ -234,7 +243,7 @@ func metadataFromOptions(opts PackOptions) (*Metadata, error) {
 		Payload: PayloadInfo{
 			Kind:        opts.Kind,
 			Compression: opts.Compression,
-			SHA256:      "sha256:" + hex.EncodeToString(make([]byte, 32)),
+			SHA256:      spec.Digest{}.String(),
 		},
 	}
 	if m.Payload.Kind == "" {
@@ -251,7 +260,7 @@ func metadataFromOptions(opts PackOptions) (*Metadata, error) {
 
 // signHeader encodes header and metadata, signs them and returns every
 // byte that precedes the payload.
-func signHeader(ctx context.Context, meta *Metadata, s Signer) ([]byte, error) {
+func signHeader(ctx context.Context, meta *Metadata, s spec.Signer) ([]byte, error) {
 	mj, err := MarshalMetadata(meta)
 	if err != nil {
 		return nil, err
@@ -293,27 +302,14 @@ func signHeader(ctx context.Context, meta *Metadata, s Signer) ([]byte, error) {
 	return head, nil
 }
 
-// signerAlgorithm finds the signer's algorithm (see Signer) and, when the
-// public key is known, checks the key ID and the signature.
-func signerAlgorithm(s Signer, msg, sig []byte) (string, error) {
-	var key *pubkey.Key
-	switch v := s.(type) {
-	case interface{ Public() *pubkey.Key }:
-		key = v.Public()
-	case interface{ Public() crypto.PublicKey }:
-		k, err := pubkey.FromPublic(v.Public())
-		if err != nil {
-			return "", err
-		}
-		key = k
-	case interface{ PublicKey() crypto.PublicKey }:
-		k, err := pubkey.FromPublic(v.PublicKey())
-		if err != nil {
-			return "", err
-		}
-		key = k
-	}
-	if key != nil {
+// signerAlgorithm finds the signer's algorithm. A spec.PublicSigner gives
+// its public key: its ID must be the signer's key ID and the signature
+// must verify, before anything is written. Other signers' algorithm is
+// told from the signature's encoding (an ASN.1 DER pair: ECDSA P-256; 64
+// other bytes: Ed25519).
+func signerAlgorithm(s spec.Signer, msg, sig []byte) (string, error) {
+	if ps, ok := s.(spec.PublicSigner); ok && ps.Public() != nil {
+		key := ps.Public()
 		if key.ID != s.KeyID() {
 			return "", fmt.Errorf("%w: KeyID %s does not match its public key %s", ErrSignerMisbehaving, s.KeyID(), key.ID)
 		}
@@ -322,14 +318,11 @@ func signerAlgorithm(s Signer, msg, sig []byte) (string, error) {
 		}
 		return key.Algorithm, nil
 	}
-	if a, ok := s.(interface{ Algorithm() string }); ok {
-		return a.Algorithm(), nil
-	}
-	if len(sig) == 64 && !isECDSADER(sig) {
-		return pubkey.Ed25519, nil
-	}
-	if isECDSADER(sig) {
-		return pubkey.ECDSAP256, nil
+	switch {
+	case isECDSADER(sig):
+		return spec.AlgorithmECDSAP256, nil
+	case len(sig) == 64:
+		return spec.AlgorithmEd25519, nil
 	}
 	return "", fmt.Errorf("%w: cannot tell the algorithm of a %d-byte signature", ErrSignerMisbehaving, len(sig))
 }

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/upkit/upkit/internal/atomicfile"
+	"github.com/upkit/upkit/spec"
 )
 
 // PackPath packs the file or directory inputPath into a package written at
@@ -36,7 +36,7 @@ import (
 // left behind. An uncompressed file payload is not spooled: the file is
 // read twice (hashed, then copied by the kernel), and PackPath fails if
 // its size or modification time changed in between.
-func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, s Signer) (*Metadata, error) {
+func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, s spec.Signer) (*Metadata, error) {
 	fi, err := os.Stat(inputPath)
 	if err != nil {
 		return nil, fmt.Errorf("imagepkg: input: %w", err)
@@ -92,7 +92,7 @@ func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, 
 
 // packFileUncompressed packs the regular file f without a spool: hash it,
 // sign, then copy it after the header. The bytes are those Pack writes.
-func packFileUncompressed(ctx context.Context, out *os.File, f *os.File, opts PackOptions, s Signer) (*Metadata, error) {
+func packFileUncompressed(ctx context.Context, out *os.File, f *os.File, opts PackOptions, s spec.Signer) (*Metadata, error) {
 	meta, err := metadataFromOptions(opts)
 	if err != nil {
 		return nil, err
@@ -115,7 +115,7 @@ func packFileUncompressed(ctx context.Context, out *os.File, f *os.File, opts Pa
 	}
 	meta.Payload.Size = size
 	meta.Payload.StoredSize = size
-	meta.Payload.SHA256 = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	meta.Payload.SHA256 = spec.HashDigest(h).String()
 	header, err := signHeader(ctx, meta, s)
 	if err != nil {
 		return nil, err
