@@ -7,7 +7,7 @@
 # repository (they are not part of it; CI does not run benchmarks). One run
 # builds upkit, then runs ../shared/bench/anchors.sh twice in a row:
 #   1. every anchor plus `upkit delta create/apply` (the CLI, row "upkit");
-#   2. the same create/apply through delta/internal/deltabench, a binary that
+#   2. the same create/apply through bench/deltabench, a binary that
 #      links only the delta package, as device firmware does (row
 #      "upkit-lib"): its apply RSS is the library's, without the CLI's
 #      signing and registry code.
@@ -37,7 +37,7 @@ STAMP=$(date -u +%Y%m%d-%H%M%S)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/upkit-bench-delta.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 log "building upkit and deltabench"
-(cd "$ROOT" && go build -o "$WORK/upkit" ./cmd/upkit && go build -o "$WORK/deltabench" ./delta/internal/deltabench)
+(cd "$ROOT" && go build -o "$WORK/upkit" ./cmd/upkit && go build -o "$WORK/deltabench" ./bench/deltabench)
 
 TSV1=$CACHE/results/delta-$STAMP-anchors.tsv
 TSV2=$CACHE/results/delta-$STAMP-lib.tsv
@@ -75,7 +75,7 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo
   echo "Every tool ran one at a time, single-threaded, on the same warm page"
   echo "cache, in one run of ../shared/bench/anchors.sh (its header line below);"
-  echo "\`upkit-lib\` is the same code through delta/internal/deltabench, a binary"
+  echo "\`upkit-lib\` is the same code through bench/deltabench, a binary"
   echo "linking only the delta package (what device firmware links), measured right"
   echo "after. Wall times depend on the machine's load (printed below); CPU"
   echo "seconds (user+sys) are steadier. Peak memory is max RSS from /usr/bin/time."

@@ -73,7 +73,7 @@ Measured by \`bench/device-size.sh\` on $(date -u +%Y-%m-%d), $(go version | cut
 | by delta | ${line[dev-delta]} | ${rss[dev-delta]} MiB ($(rss_ok "${rss[dev-delta]}")) |
 | by full package (zstd) | ${line[dev-full]} | ${rss[dev-full]} MiB ($(rss_ok "${rss[dev-full]}")) |
 
-The measured process (\`bench/devicemem run\`) is Check + Install + Commit
+The measured process (\`bench/devicemem run\`) is CheckAndRecord + Install + Commit
 with the file store, file slots and a directory source: the whole blob is
 hashed while staged, the delta applied from the old slot to the new one
 (or the package streamed through the zstd decoder), the slot read back and

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/upkit/upkit/spec"
+
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -51,7 +53,7 @@ func Apply(ctx context.Context, old io.ReaderAt, oldSize int64, patch io.Reader,
 		return h, fmt.Errorf("delta: reading old image: %w", err)
 	}
 	if !bytes.Equal(sum.Sum(nil), h.OldSHA256[:]) {
-		return h, fmt.Errorf("%w: old image sha256:%x, patch is for %s", ErrWrongBase, sum.Sum(nil), h.OldDigest())
+		return h, fmt.Errorf("%w: old image %s, patch is for %s", ErrWrongBase, spec.HashDigest(sum), h.OldDigest())
 	}
 	if err := ctx.Err(); err != nil {
 		return h, err
@@ -91,7 +93,7 @@ func Apply(ctx context.Context, old io.ReaderAt, oldSize int64, patch io.Reader,
 		return h, fmt.Errorf("%w: output is %d bytes, header declares %d", ErrCorrupt, a.written, h.NewSize)
 	}
 	if !bytes.Equal(a.sum.Sum(nil), h.NewSHA256[:]) {
-		return h, fmt.Errorf("%w: output sha256:%x, header declares %s", ErrNewDigest, a.sum.Sum(nil), h.NewDigest())
+		return h, fmt.Errorf("%w: output %s, header declares %s", ErrNewDigest, spec.HashDigest(a.sum), h.NewDigest())
 	}
 	return h, nil
 }

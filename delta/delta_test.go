@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
@@ -421,7 +423,7 @@ func TestBitFlips(t *testing.T) {
 		for _, s := range sentinels {
 			ok = ok || errors.Is(err, s)
 		}
-		if !ok {
+		if !ok || !errors.Is(err, ErrRejected) {
 			t.Fatalf("bit %d flipped: error %v wraps no sentinel", i, err)
 		}
 	}
@@ -649,5 +651,60 @@ func BenchmarkApplyIdentical(b *testing.B) {
 		if _, err := Apply(context.Background(), bytes.NewReader(old), int64(len(old)), bytes.NewReader(patch), io.Discard); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// ErrRejected covers every refusal of a patch, so callers (the CLI's exit
+// code, the device) test one sentinel; option and size errors of Create
+// are not refusals of a patch.
+func TestErrRejectedCoversRefusals(t *testing.T) {
+	for _, s := range []error{ErrMagic, ErrVersion, ErrBounds, ErrCorrupt, ErrTruncated, ErrTrailingData, ErrWrongBase, ErrNewDigest} {
+		if !errors.Is(s, ErrRejected) || !errors.Is(fmt.Errorf("context: %w", s), ErrRejected) {
+			t.Errorf("%v does not match ErrRejected", s)
+		}
+		if errors.Is(ErrRejected, s) {
+			t.Errorf("ErrRejected matches %v", s)
+		}
+	}
+	for _, s := range []error{ErrOptions, ErrTooLarge} {
+		if errors.Is(s, ErrRejected) {
+			t.Errorf("%v matches ErrRejected", s)
+		}
+	}
+	// A real refusal: a patch applied to the wrong base.
+	old, new := codeLike(5, 3000), codeLike(6, 3000)
+	patch := createPatch(t, old, new, nil)
+	if _, _, err := applyPatch(new, patch); !errors.Is(err, ErrWrongBase) || !errors.Is(err, ErrRejected) {
+		t.Fatalf("wrong base: %v, want ErrWrongBase matching ErrRejected", err)
+	}
+}
+
+// InspectFile gives a patch file's header, digest and size, and refuses a
+// file whose size is not the one its header declares.
+func TestInspectFile(t *testing.T) {
+	dir := t.TempDir()
+	old := codeLike(7, 5000)
+	new := shiftPointers(old, 8, 300, []byte("v2"))
+	patch := createPatch(t, old, new, nil)
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	info, err := InspectFile(write("good", patch))
+	sum := sha256.Sum256(patch)
+	if err != nil || info.Size != int64(len(patch)) || info.Digest != "sha256:"+hex.EncodeToString(sum[:]) || info.NewSize != int64(len(new)) {
+		t.Fatalf("InspectFile: %+v, %v", info, err)
+	}
+	if _, err := InspectFile(write("short", patch[:len(patch)-1])); !errors.Is(err, ErrTruncated) {
+		t.Errorf("short file: %v, want ErrTruncated", err)
+	}
+	if _, err := InspectFile(write("long", append(bytes.Clone(patch), 0))); !errors.Is(err, ErrTrailingData) {
+		t.Errorf("long file: %v, want ErrTrailingData", err)
+	}
+	if _, err := InspectFile(write("junk", []byte("not a patch"))); !errors.Is(err, ErrRejected) {
+		t.Errorf("junk: %v, want a rejection", err)
 	}
 }

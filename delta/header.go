@@ -2,11 +2,12 @@ package delta
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // Magic is the first 8 bytes of every patch. It differs from the image
@@ -25,8 +26,8 @@ const HeaderSize = 116
 // Apply's memory is bounded by MaxWindow + MaxBlockSize + MaxCtrlSize plus a
 // constant of well under 1 MiB, whatever the image size.
 const (
-	// MaxImageSize bounds OldSize and NewSize (1 TiB).
-	MaxImageSize = 1 << 40
+	// MaxImageSize bounds OldSize and NewSize (1 TiB, spec.MaxBlobSize).
+	MaxImageSize = spec.MaxBlobSize
 	// MinWindow and MaxWindow bound the zstd window of the patch body; the
 	// window is a power of two.
 	MinWindow = 1 << 10
@@ -62,32 +63,42 @@ func (a Algorithm) String() string {
 
 // Sentinel errors. Every error returned by ReadHeader, Apply and the file
 // helpers for bad input wraps exactly one of them (test with errors.Is).
+// Those that refuse a patch (a bad patch, or a good one for another image)
+// also match ErrRejected.
 var (
+	// ErrRejected matches every refusal of a patch: ErrMagic, ErrVersion,
+	// ErrBounds, ErrCorrupt, ErrTruncated, ErrTrailingData, ErrWrongBase
+	// and ErrNewDigest (as manifest.ErrMalformed covers its specific
+	// errors). It is never returned alone.
+	ErrRejected = errors.New("delta: patch rejected")
 	// ErrMagic: the input does not start with Magic.
-	ErrMagic = errors.New("delta: not a patch (bad magic)")
+	ErrMagic = rejection("delta: not a patch (bad magic)")
 	// ErrVersion: unknown format version or algorithm.
-	ErrVersion = errors.New("delta: unsupported patch version or algorithm")
+	ErrVersion = rejection("delta: unsupported patch version or algorithm")
 	// ErrBounds: a header field or a value in the body exceeds a declared
 	// or fixed limit (window, block size, operation past the end of old,
 	// output longer than declared, ...).
-	ErrBounds = errors.New("delta: value out of bounds")
+	ErrBounds = rejection("delta: value out of bounds")
 	// ErrCorrupt: the patch is malformed (bad checksum, bad encoding,
 	// inconsistent lengths).
-	ErrCorrupt = errors.New("delta: corrupt patch")
+	ErrCorrupt = rejection("delta: corrupt patch")
 	// ErrTruncated: the patch ends early.
-	ErrTruncated = errors.New("delta: truncated patch")
+	ErrTruncated = rejection("delta: truncated patch")
 	// ErrTrailingData: bytes follow the end of the patch.
-	ErrTrailingData = errors.New("delta: trailing data after patch")
+	ErrTrailingData = rejection("delta: trailing data after patch")
 	// ErrWrongBase: the old image's size or sha256 is not the one the patch
 	// was made from. Apply reports it before writing any output.
-	ErrWrongBase = errors.New("delta: wrong base image")
+	ErrWrongBase = rejection("delta: wrong base image")
 	// ErrNewDigest: the output's sha256 differs from the header's.
-	ErrNewDigest = errors.New("delta: new image digest mismatch")
+	ErrNewDigest = rejection("delta: new image digest mismatch")
 	// ErrOptions: Create was given invalid Options.
 	ErrOptions = errors.New("delta: invalid option")
 	// ErrTooLarge: Create was given an image larger than MaxImageSize.
 	ErrTooLarge = errors.New("delta: image too large")
 )
+
+// rejection is a sentinel that also matches ErrRejected.
+func rejection(msg string) error { return spec.Sentinel(msg, ErrRejected) }
 
 // Header is the fixed, bounded header of a patch (HeaderSize bytes, layout
 // in docs/FORMAT.md). Digests are raw sha256 sums; OldDigest and NewDigest
@@ -117,10 +128,10 @@ type Header struct {
 }
 
 // OldDigest returns the old image digest as "sha256:<64 hex>".
-func (h *Header) OldDigest() string { return "sha256:" + hex.EncodeToString(h.OldSHA256[:]) }
+func (h *Header) OldDigest() string { return spec.Digest(h.OldSHA256).String() }
 
 // NewDigest returns the new image digest as "sha256:<64 hex>".
-func (h *Header) NewDigest() string { return "sha256:" + hex.EncodeToString(h.NewSHA256[:]) }
+func (h *Header) NewDigest() string { return spec.Digest(h.NewSHA256).String() }
 
 // PatchSize is the total size of the patch: header plus body.
 func (h *Header) PatchSize() int64 { return HeaderSize + h.BodySize }

@@ -71,7 +71,7 @@ func TestAttackFreezeReplay(t *testing.T) {
 	d := w.provisioned()
 	w.mustCommitRelease(d, r.v1, nil, t0)
 	// The device sees release 2 (not installed yet) ...
-	if _, err := d.Check(w.ctx, r.v2, nil, tNow); err != nil {
+	if _, err := d.CheckAndRecord(w.ctx, r.v2, nil, tNow); err != nil {
 		t.Fatal(err)
 	}
 	// ... then an attacker keeps serving release 1, still valid and equal
@@ -409,4 +409,55 @@ func mustHex(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A validly signed release for other hardware of the same product,
+// created after this device's release, is refused for hardware; it must
+// not advance the device's newest-seen time, or the device then refuses
+// its own, older release as a freeze (issue 12, item 9). The newest-seen
+// time advances only for releases that pass every check for this device.
+func TestAttackOtherHardwareAdvancesFreezeClock(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	r := w.twoReleases()
+	d := w.provisioned()
+	w.mustCommitRelease(d, r.v1, nil, t0)
+	other := []manifest.Image{w.pack(image{component: "rootfs", typ: "os", version: "9.0.0", secver: 9,
+		hardware: []string{"acme-gw-200"}, payload: r.rootfs2})}
+	later := w.release(3, t0.Add(48*time.Hour), other, 4, 5) // created after r.v2
+	_, err := d.CheckAndRecord(w.ctx, later, nil, tNow)
+	wantErr(t, err, device.ErrHardware)
+	if st := d.assertBootable(t); !st.NewestCreated.Equal(t0) {
+		t.Fatalf("a release refused for hardware moved the newest-seen time to %s", st.NewestCreated)
+	}
+	if _, err := w.update(d, r.v2, nil, tNow); err != nil {
+		t.Fatalf("the device's own release after a refused one: %v", err)
+	}
+}
+
+// A root rotation shipped with a release that is then refused must be
+// kept: once root 2 (which revokes release key 4) verified, a release
+// signed by key 4 alone must not be accepted on the next update just
+// because it comes without the chain (issue 12, item 11).
+func TestAttackRotationForgottenWhenReleaseRefused(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	r := w.twoReleases()
+	d := newDev(t, t.TempDir(), nil)
+	// Root 1: release key 4 alone signs releases. Root 2 replaces it by 6.
+	root1 := w.root(1, []int{1, 2, 3}, 2, []int{4}, 1, 1, 2)
+	root2 := w.root(2, []int{1, 2, 3}, 2, []int{6}, 1, 1, 2)
+	if err := d.Provision(w.ctx, root1, t0); err != nil {
+		t.Fatal(err)
+	}
+	// The release shipped with root 2 is refused: a key root 2 does not
+	// trust signed it (or it came through a mirror that broke it)...
+	_, err := d.CheckAndRecord(w.ctx, w.release(1, t0, r.img1, 7), [][]byte{root1, root2}, t0)
+	wantErr(t, err, manifest.ErrUnknownKey)
+	if st := d.assertBootable(t); st.RootVersion != 2 {
+		t.Fatalf("the verified rotation was forgotten: root version %d, want 2", st.RootVersion)
+	}
+	// ... and the holder of the revoked key 4 serves a release without the chain.
+	_, err = d.CheckAndRecord(w.ctx, w.release(1, t0, r.img1, 4), nil, t0)
+	wantErr(t, err, manifest.ErrUnknownKey)
 }

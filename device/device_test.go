@@ -1,6 +1,7 @@
 package device_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"os"
@@ -166,5 +167,38 @@ func TestProgressReported(t *testing.T) {
 		if !ok || p.Done != p.Total || p.Total == 0 {
 			t.Errorf("rootfs %s: last progress %+v", phase, p)
 		}
+	}
+}
+
+// Check writes nothing, not even what it verified (a rotated root, the
+// newest creation time): that is CheckAndRecord's job, as its name says.
+func TestCheckWritesNothing(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	r := w.twoReleases()
+	d := w.provisioned()
+	w.mustCommitRelease(d, r.v1, nil, t0)
+	root2 := w.root(2, []int{1, 2, 3}, 2, []int{4, 5}, 2, 1, 2)
+	before, err := os.ReadFile(filepath.Join(d.dir, "state", "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Check(w.ctx, r.v2, [][]byte{w.root1(), root2}, tNow); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(filepath.Join(d.dir, "state", "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("Check changed the stored state")
+	}
+	if _, err := d.CheckAndRecord(w.ctx, r.v2, [][]byte{w.root1(), root2}, tNow); err != nil {
+		t.Fatal(err)
+	}
+	st := d.assertBootable(t)
+	if st.RootVersion != 2 || !st.NewestCreated.Equal(t0.Add(24*time.Hour)) || st.ReleaseVersion != 1 || st.Pending != nil {
+		t.Fatalf("after CheckAndRecord: root %d, newest %s, release %d, pending %v; want root 2, release 2's creation time, release 1, nothing pending",
+			st.RootVersion, st.NewestCreated, st.ReleaseVersion, st.Pending)
 	}
 }

@@ -6,7 +6,7 @@
 //
 //	d, _ := device.New(device.Config{Store: ..., Slots: ..., Hardware: "gw-100", StagingDir: ...})
 //	d.Provision(ctx, embeddedRoot, now)          // once: the trust root the device starts from
-//	plan, err := d.Check(ctx, releaseEnvelope, rootChain, now) // every check, before any download
+//	plan, err := d.CheckAndRecord(ctx, releaseEnvelope, rootChain, now) // every check, before any download
 //	res, err := d.Install(ctx, source, plan, now) // fetch, verify, write the inactive slots: pending
 //	// reboot into the new slots; if healthy:
 //	d.Commit(ctx)                                 // counters and versions advance, slots switch
@@ -15,9 +15,9 @@
 //
 // # What the device accepts
 //
-// Check (and Install again, since state may change in between) refuses a
-// release unless: the root chain shipped with it rotates validly from the
-// stored trust root; a threshold of the root's release keys signed it; it
+// Check and CheckAndRecord (and Install again, since state may change in
+// between) refuse a release unless: the root chain shipped with it rotates
+// validly from the stored trust root; a threshold of the root's release keys signed it; it
 // has not expired, judged against the later of the device clock and the
 // newest release creation time the device has seen (a device without a
 // clock still refuses what expired before something it saw); it is not
@@ -27,7 +27,13 @@
 // is lower than its component's stored counter (ErrSecurityVersion; equal is
 // allowed, to reinstall). Signature and expiry errors are manifest's
 // (manifest.ErrThreshold, ErrUnknownKey, ErrBadSignature, ErrExpired, ...)
-// and pass through for errors.Is.
+// and pass through for errors.Is. The checks run in three stages, as
+// go-tuf separates trusted metadata from the updater: trust verification
+// (root chain, release signatures and expiry), policy (product, rollback,
+// freeze, hardware, security versions, limits) and planning (delta or full
+// package per component). Check writes nothing; CheckAndRecord and Install
+// keep what was verified and may not be forgotten (a newer root, the
+// newest creation time seen).
 //
 // Install fetches only blobs the verified release lists for the plan's
 // components (ErrNotListed otherwise: mix-and-match), reads at most their
@@ -69,6 +75,6 @@
 // implementations take no locks).
 //
 // The package imports only the standard library, klauspost/compress and
-// upkit's format packages (imagepkg, manifest, delta, internal/pubkey); a
+// upkit's format packages (spec, imagepkg, manifest, delta); a
 // test enforces it.
 package device

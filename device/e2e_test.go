@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/upkit/upkit/device"
-	"github.com/upkit/upkit/internal/registrytest"
+	"github.com/upkit/upkit/internal/testutil/registrytest"
 	"github.com/upkit/upkit/manifest"
 	"github.com/upkit/upkit/oci"
 )
@@ -97,23 +97,23 @@ func TestEndToEndRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := d.Check(w.ctx, pulled.Envelope, nil, tNow)
+	// What an agent does, without the CLI: resolve the tag, check, look up
+	// the attached deltas when a full package would be fetched.
+	plan, err := d.CheckAndRecord(w.ctx, pulled.Envelope, nil, tNow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	arts, err := oci.Referrers(w.ctx, repo+":3", nil)
-	if err != nil || len(arts) != 1 || len(arts[0].Layers) != 1 {
-		t.Fatalf("referrers: %v %+v", err, arts)
+	if !plan.WantsDeltas() {
+		t.Fatal("the plan fetches no full package for an installed component")
 	}
-	b := arts[0].Layers[0]
-	if err := plan.UseDelta("rootfs", b.Annotations[oci.AnnotationDeltaFrom], b.Annotations[oci.AnnotationDeltaTo], b.Digest, b.Size); err != nil {
-		t.Fatal(err)
+	deltas, err := oci.ListAttachedDeltas(w.ctx, pulled.Target.String(), nil)
+	if err != nil || len(deltas) != 1 {
+		t.Fatalf("attached deltas: %v %+v", err, deltas)
 	}
-	src, err := oci.NewSource(repo+":3", nil)
-	if err != nil {
-		t.Fatal(err)
+	if got := plan.UseDeltas(deltas); len(got) != 1 || got[0] != "rootfs" || plan.WantsDeltas() {
+		t.Fatalf("UseDeltas switched %v", got)
 	}
-	res, err = d.Install(w.ctx, src, plan, tNow)
+	res, err = d.Install(w.ctx, pulled.Source, plan, tNow)
 	if err != nil {
 		t.Fatal(err)
 	}

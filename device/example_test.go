@@ -11,7 +11,7 @@ import (
 
 	"github.com/upkit/upkit/device"
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/manifest"
 )
 
@@ -74,7 +74,7 @@ func Example() {
 	if err := d.Provision(ctx, rootJSON, now); err != nil {
 		log.Fatal(err)
 	}
-	plan, err := d.Check(ctx, releaseJSON, nil, now)
+	plan, err := d.CheckAndRecord(ctx, releaseJSON, nil, now)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/device"
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/manifest"
 )
 
@@ -251,13 +251,13 @@ func (w *world) provisioned() *dev {
 	return d
 }
 
-// update runs Check and Install.
+// update runs CheckAndRecord and Install, as an update agent does.
 func (w *world) update(d *dev, env []byte, chain [][]byte, now time.Time) (*device.Result, error) {
 	return w.updateFrom(d, w.source(), env, chain, now)
 }
 
 func (w *world) updateFrom(d *dev, src device.Source, env []byte, chain [][]byte, now time.Time) (*device.Result, error) {
-	plan, err := d.Check(w.ctx, env, chain, now)
+	plan, err := d.CheckAndRecord(w.ctx, env, chain, now)
 	if err != nil {
 		return nil, err
 	}

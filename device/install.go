@@ -3,7 +3,6 @@ package device
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -14,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/upkit/upkit/spec"
 
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/imagepkg"
@@ -96,10 +97,14 @@ func (d *Device) Install(ctx context.Context, src Source, plan *Plan, now time.T
 	if err != nil {
 		return nil, err
 	}
-	fresh, rel, err := d.evaluate(ctx, st, plan.releaseEnvelope, plan.rootChain, now)
+	ev, err := d.evaluate(st, plan.releaseEnvelope, plan.rootChain, now)
+	if rerr := d.record(ctx, st, ev); rerr != nil {
+		return nil, rerr
+	}
 	if err != nil {
 		return nil, err
 	}
+	fresh, rel := ev.plan, ev.rel
 	if err := checkPlan(plan, fresh, rel); err != nil {
 		return nil, err
 	}
@@ -107,14 +112,7 @@ func (d *Device) Install(ctx context.Context, src Source, plan *Plan, now time.T
 	buf := make([]byte, d.cfg.Limits.BufferSize)
 
 	if fresh.Staged {
-		for _, pi := range plan.Images {
-			if err := d.verifySlot(ctx, pi.Component, pi.Slot, pi.PayloadDigest, pi.PayloadSize, buf); err != nil {
-				return nil, err
-			}
-			res.Images = append(res.Images, InstalledResult{Component: pi.Component, Method: pi.Method, BlobSize: pi.BlobSize, PackageSize: pi.PackageSize, Slot: pi.Slot, Version: pi.Version})
-		}
-		res.AlreadyStaged = true
-		return res, nil
+		return d.verifyStaged(ctx, plan, res, buf)
 	}
 	// A different pending update may name the slots about to be written:
 	// forget it first, so that no state ever points at a half-written slot.
@@ -136,25 +134,8 @@ func (d *Device) Install(ctx context.Context, src Source, plan *Plan, now time.T
 	}
 	for _, pi := range plan.Images {
 		img, _ := rel.Image(pi.Component)
-		ir := InstalledResult{Component: pi.Component, Method: pi.Method, BlobSize: pi.BlobSize, PackageSize: pi.PackageSize, Slot: pi.Slot, Version: pi.Version, Unlisted: pi.Unlisted}
-		blob, fetched, resumed, err := d.fetch(ctx, src, pi.Component, pi.BlobDigest, pi.BlobSize, buf)
-		ir.Fetched, ir.ResumedAt = fetched, resumed
+		ir, err := d.installImage(ctx, src, pi, img, st.Installed[pi.Component], buf)
 		if err != nil {
-			return res, fmt.Errorf("device: component %s: %w", pi.Component, err)
-		}
-		switch pi.Method {
-		case MethodFull:
-			err = d.writePackage(ctx, blob, pi, img, buf)
-		case MethodDelta:
-			err = d.writeDelta(ctx, blob, pi, st.Installed[pi.Component], buf)
-		}
-		if cerr := blob.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-		if err != nil {
-			return res, fmt.Errorf("device: component %s: %w", pi.Component, err)
-		}
-		if err := d.verifySlot(ctx, pi.Component, pi.Slot, pi.PayloadDigest, pi.PayloadSize, buf); err != nil {
 			return res, err
 		}
 		pending.Images[pi.Component] = InstalledImage{
@@ -176,8 +157,46 @@ func (d *Device) Install(ctx context.Context, src Source, plan *Plan, now time.T
 	return res, nil
 }
 
+// verifyStaged is Install for an update already pending: the slots are
+// read back, nothing is fetched.
+func (d *Device) verifyStaged(ctx context.Context, plan *Plan, res *Result, buf []byte) (*Result, error) {
+	for _, pi := range plan.Images {
+		if err := d.verifySlot(ctx, pi.Component, pi.Slot, pi.PayloadDigest, pi.PayloadSize, buf); err != nil {
+			return nil, err
+		}
+		res.Images = append(res.Images, InstalledResult{Component: pi.Component, Method: pi.Method, BlobSize: pi.BlobSize, PackageSize: pi.PackageSize, Slot: pi.Slot, Version: pi.Version})
+	}
+	res.AlreadyStaged = true
+	return res, nil
+}
+
+// installImage fetches one planned image's blob, writes the slot from it
+// (img is the release's entry, base the installed image a delta applies
+// to) and reads the slot back.
+func (d *Device) installImage(ctx context.Context, src Source, pi PlannedImage, img *manifest.Image, base InstalledImage, buf []byte) (InstalledResult, error) {
+	ir := InstalledResult{Component: pi.Component, Method: pi.Method, BlobSize: pi.BlobSize, PackageSize: pi.PackageSize, Slot: pi.Slot, Version: pi.Version, Unlisted: pi.Unlisted}
+	blob, fetched, resumed, err := d.fetch(ctx, src, pi.Component, pi.BlobDigest, pi.BlobSize, buf)
+	ir.Fetched, ir.ResumedAt = fetched, resumed
+	if err != nil {
+		return ir, fmt.Errorf("device: component %s: %w", pi.Component, err)
+	}
+	switch pi.Method {
+	case MethodFull:
+		err = d.writePackage(ctx, blob, pi, img, buf)
+	case MethodDelta:
+		err = d.writeDelta(ctx, blob, pi, base, buf)
+	}
+	if cerr := blob.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return ir, fmt.Errorf("device: component %s: %w", pi.Component, err)
+	}
+	return ir, d.verifySlot(ctx, pi.Component, pi.Slot, pi.PayloadDigest, pi.PayloadSize, buf)
+}
+
 func (d *Device) stagingPath(digest string) string {
-	return filepath.Join(d.cfg.StagingDir, strings.TrimPrefix(digest, "sha256:")+".part")
+	return filepath.Join(d.cfg.StagingDir, strings.TrimPrefix(digest, spec.DigestPrefix)+".part")
 }
 
 // cleanStaging removes staged downloads that plan does not need (an
@@ -266,7 +285,7 @@ func (d *Device) fetch(ctx context.Context, src Source, component, digest string
 			return nil, fetched, resumedAt, err
 		}
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest && resumedAt > 0 {
+	if got := spec.HashDigest(h).String(); got != digest && resumedAt > 0 {
 		// The staged prefix may be what differs (a torn write before a
 		// power loss, or an earlier bad source): download once more, whole.
 		if err := f.Truncate(0); err != nil {
@@ -286,7 +305,7 @@ func (d *Device) fetch(ctx context.Context, src Source, component, digest string
 			return nil, fetched, resumedAt, err
 		}
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
+	if got := spec.HashDigest(h).String(); got != digest {
 		discard()
 		return nil, fetched, resumedAt, fmt.Errorf("%w: blob is %s, the release signs %s (staged copy discarded)", ErrDigest, got, digest)
 	}
@@ -425,8 +444,7 @@ func (d *Device) writeDelta(ctx context.Context, blob *stagedBlob, pi PlannedIma
 		switch {
 		case errors.Is(err, delta.ErrWrongBase):
 			return fmt.Errorf("%w: slot %s: %w", ErrBaseMismatch, base.Slot, err)
-		case errors.Is(err, delta.ErrNewDigest), errors.Is(err, delta.ErrCorrupt), errors.Is(err, delta.ErrBounds),
-			errors.Is(err, delta.ErrTruncated), errors.Is(err, delta.ErrTrailingData):
+		case errors.Is(err, delta.ErrRejected):
 			return fmt.Errorf("%w: delta %s: %w", ErrDigest, pi.BlobDigest, err)
 		}
 		return fmt.Errorf("device: applying delta %s: %w", pi.BlobDigest, err)
@@ -464,7 +482,7 @@ func (d *Device) verifySlot(ctx context.Context, component, slot, digest string,
 	if n != size {
 		return fmt.Errorf("%w: slot %s of %s holds %d bytes, want %d", ErrDigest, slot, component, n, size)
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
+	if got := spec.HashDigest(h).String(); got != digest {
 		return fmt.Errorf("%w: slot %s of %s holds %s, want %s", ErrDigest, slot, component, got, digest)
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // Slot names. Every component has two slots; the committed image is in one
@@ -94,20 +96,9 @@ func checkSlotName(component, slot string) error {
 	return nil
 }
 
-// validComponent accepts imagepkg's component names ([a-z0-9][a-z0-9._-]*),
-// which are safe as file names.
-func validComponent(c string) bool {
-	if c == "" || len(c) > 64 || strings.Contains(c, "..") {
-		return false
-	}
-	for i, r := range c {
-		ok := 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || i > 0 && (r == '.' || r == '_' || r == '-')
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
+// validComponent accepts spec's component names, the ones the release
+// tools accept, which are safe as file names.
+func validComponent(c string) bool { return spec.CheckName(c) == nil }
 
 // OpenRead implements Slots.
 func (s *FileSlots) OpenRead(ctx context.Context, component, slot string) (SlotReader, error) {

@@ -3,7 +3,6 @@ package device
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // Source gives the blobs of a release (packages, deltas) by digest.
@@ -45,7 +46,7 @@ func (s *DirSource) Open(ctx context.Context, digest string, offset int64) (io.R
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !validDigest(digest) {
+	if !spec.ValidDigest(digest) {
 		return nil, fmt.Errorf("%w: %q is not a sha256 digest", ErrConfig, digest)
 	}
 	if offset < 0 {
@@ -55,7 +56,7 @@ func (s *DirSource) Open(ctx context.Context, digest string, offset int64) (io.R
 	for _, p := range []string{
 		filepath.Join(s.dir, "blobs", "sha256", hexd),
 		filepath.Join(s.dir, hexd),
-		filepath.Join(s.dir, "sha256:"+hexd),
+		filepath.Join(s.dir, digest),
 		filepath.Join(s.dir, "sha256-"+hexd),
 	} {
 		f, err := openAt(p, offset)
@@ -133,5 +134,5 @@ func hashFile(path string, buf []byte) (string, error) {
 	if _, err := io.CopyBuffer(h, f, buf); err != nil {
 		return "", fmt.Errorf("device: hashing %s: %w", path, err)
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	return spec.HashDigest(h).String(), nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // MaxStateSize bounds an encoded state (a trust root envelope is at most
@@ -37,9 +38,10 @@ type State struct {
 	Product string `json:"product"`
 	// ReleaseVersion is the version of the newest committed release.
 	ReleaseVersion uint64 `json:"releaseVersion"`
-	// NewestCreated is the creation time of the newest verified release
-	// the device has seen (committed or not). Older releases are refused
-	// (ErrFreeze) and expiry is checked against max(now, NewestCreated).
+	// NewestCreated is the creation time of the newest release the
+	// device has seen that passed every check for it (committed or not).
+	// Older releases are refused (ErrFreeze) and expiry is checked against
+	// max(now, NewestCreated).
 	NewestCreated time.Time `json:"newestCreated"`
 	// SecurityCounters holds the committed security version of each
 	// component.
@@ -178,7 +180,7 @@ func EncodeState(s *State) ([]byte, error) {
 	sum := sha256.Sum256(body)
 	out := make([]byte, 0, len(stateMagic)+72+len(body))
 	out = append(out, stateMagic...)
-	out = append(out, "sha256:"+hex.EncodeToString(sum[:])+"\n"...)
+	out = append(out, spec.Digest(sum).String()+"\n"...)
 	out = append(out, body...)
 	if len(out) > MaxStateSize {
 		return nil, fmt.Errorf("device: encoded state is %d bytes, limit %d", len(out), MaxStateSize)
@@ -197,11 +199,10 @@ func DecodeState(data []byte) (*State, error) {
 		return nil, fmt.Errorf("%w: bad magic line", ErrStateCorrupt)
 	}
 	line, body, ok := bytes.Cut(rest, []byte("\n"))
-	if !ok || len(line) != 7+64 || !bytes.HasPrefix(line, []byte("sha256:")) {
+	if !ok || !spec.ValidDigest(string(line)) {
 		return nil, fmt.Errorf("%w: bad checksum line", ErrStateCorrupt)
 	}
-	sum := sha256.Sum256(body)
-	if string(line[7:]) != hex.EncodeToString(sum[:]) {
+	if string(line) != spec.SHA256(body).String() {
 		return nil, fmt.Errorf("%w: checksum mismatch (file damaged)", ErrStateCorrupt)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -235,7 +236,7 @@ func (s *State) validate() error {
 			if im.Slot != SlotA && im.Slot != SlotB {
 				return fmt.Errorf("%s %q: slot %q", what, c, im.Slot)
 			}
-			if !validDigest(im.PayloadDigest) || im.PayloadSize < 0 {
+			if !spec.ValidDigest(im.PayloadDigest) || im.PayloadSize < 0 {
 				return fmt.Errorf("%s %q: bad payload digest or size", what, c)
 			}
 		}
@@ -259,17 +260,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// validDigest reports whether d is "sha256:" and 64 lowercase hex digits.
-func validDigest(d string) bool {
-	if len(d) != 7+64 || d[:7] != "sha256:" {
-		return false
-	}
-	for _, c := range d[7:] {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 )
 
 // The 1 GiB comparisons against zstd and openssl are in bench/imagepkg.sh;

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 )
 
 // makeTree builds a directory with nested files, an empty directory, a

@@ -31,5 +31,5 @@
 // Extract writes a verified payload to disk.
 //
 // The package imports only the standard library, klauspost/compress and
-// upkit's internal/pubkey, so that device firmware can link it.
+// upkit's spec, so that device firmware can link it.
 package imagepkg

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 )
 
 // Pack a firmware image, then verify it and stream its payload.

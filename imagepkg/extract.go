@@ -193,38 +193,9 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 		return err
 	}
 	raw := hdr.Name
-	name := filepath.Clean(filepath.FromSlash(strings.TrimSuffix(raw, "/")))
-	if raw == "" || !filepath.IsLocal(name) || strings.ContainsRune(raw, 0) {
-		return fmt.Errorf("%w: entry %q is absolute or leaves the root", ErrUnsafePath, truncate(raw))
-	}
-	if name == "." {
-		if hdr.Typeflag == tar.TypeDir {
-			return nil
-		}
-		return fmt.Errorf("%w: entry %q names the root", ErrUnsafePath, truncate(raw))
-	}
-	if _, dup := x.kinds[name]; dup {
-		return fmt.Errorf("%w: duplicate entry %q", ErrUnsafePath, truncate(raw))
-	}
-	// Every parent must be a directory made by this archive (or implied by
-	// it), never a symlink or a file.
-	for p := filepath.Dir(name); p != "."; p = filepath.Dir(p) {
-		switch k, ok := x.kinds[p]; {
-		case !ok:
-		case k == tar.TypeDir:
-		default:
-			return fmt.Errorf("%w: entry %q is below %q, which is not a directory", ErrUnsafePath, truncate(raw), p)
-		}
-	}
-	if parent := filepath.Dir(name); parent != "." {
-		if err := x.root.MkdirAll(parent, 0o755); err != nil {
-			return fmt.Errorf("%w: creating %s: %v", ErrUnsafePath, parent, err)
-		}
-		for p := parent; p != "."; p = filepath.Dir(p) {
-			if _, ok := x.kinds[p]; !ok {
-				x.kinds[p] = tar.TypeDir
-			}
-		}
+	name, err := x.place(raw, hdr.Typeflag)
+	if err != nil || name == "" {
+		return err
 	}
 	perm := fs.FileMode(hdr.Mode) & fs.ModePerm
 	switch hdr.Typeflag {
@@ -235,22 +206,7 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 		x.kinds[name] = tar.TypeDir
 		x.modes[name] = perm | fs.ModeDir
 	case tar.TypeReg, tar.TypeRegA:
-		f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return fmt.Errorf("imagepkg: extract: %w", err)
-		}
-		x.kinds[name] = tar.TypeReg
-		x.modes[name] = perm
-		n, err := io.CopyBuffer(struct{ io.Writer }{f}, tr, x.buf)
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("imagepkg: extract: %s: %w", name, err)
-		}
-		if n != hdr.Size {
-			return fmt.Errorf("imagepkg: extract: %s: wrote %d of %d bytes", name, n, hdr.Size)
-		}
+		return x.writeFile(tr, name, hdr.Size, perm)
 	case tar.TypeSymlink:
 		if !linkStaysInside(filepath.ToSlash(name), hdr.Linkname) {
 			return fmt.Errorf("%w: symlink %q -> %q leaves the root", ErrUnsafePath, truncate(raw), truncate(hdr.Linkname))
@@ -274,6 +230,67 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 		return fmt.Errorf("%w: %q is a FIFO", ErrUnsafePath, truncate(raw))
 	default:
 		return fmt.Errorf("%w: entry %q has tar type %q", ErrUnsupported, truncate(raw), hdr.Typeflag)
+	}
+	return nil
+}
+
+// place checks the name raw of an entry of type typ and makes its parent
+// directories. It returns the cleaned local name, or "" for an entry to
+// skip (the root directory itself).
+func (x *extractor) place(raw string, typ byte) (string, error) {
+	name := filepath.Clean(filepath.FromSlash(strings.TrimSuffix(raw, "/")))
+	if raw == "" || !filepath.IsLocal(name) || strings.ContainsRune(raw, 0) {
+		return "", fmt.Errorf("%w: entry %q is absolute or leaves the root", ErrUnsafePath, truncate(raw))
+	}
+	if name == "." {
+		if typ == tar.TypeDir {
+			return "", nil
+		}
+		return "", fmt.Errorf("%w: entry %q names the root", ErrUnsafePath, truncate(raw))
+	}
+	if _, dup := x.kinds[name]; dup {
+		return "", fmt.Errorf("%w: duplicate entry %q", ErrUnsafePath, truncate(raw))
+	}
+	// Every parent must be a directory made by this archive (or implied by
+	// it), never a symlink or a file.
+	for p := filepath.Dir(name); p != "."; p = filepath.Dir(p) {
+		switch k, ok := x.kinds[p]; {
+		case !ok:
+		case k == tar.TypeDir:
+		default:
+			return "", fmt.Errorf("%w: entry %q is below %q, which is not a directory", ErrUnsafePath, truncate(raw), p)
+		}
+	}
+	if parent := filepath.Dir(name); parent != "." {
+		if err := x.root.MkdirAll(parent, 0o755); err != nil {
+			return "", fmt.Errorf("%w: creating %s: %v", ErrUnsafePath, parent, err)
+		}
+		for p := parent; p != "."; p = filepath.Dir(p) {
+			if _, ok := x.kinds[p]; !ok {
+				x.kinds[p] = tar.TypeDir
+			}
+		}
+	}
+	return name, nil
+}
+
+// writeFile writes a regular file entry of size bytes.
+func (x *extractor) writeFile(tr *tar.Reader, name string, size int64, perm fs.FileMode) error {
+	f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("imagepkg: extract: %w", err)
+	}
+	x.kinds[name] = tar.TypeReg
+	x.modes[name] = perm
+	n, err := io.CopyBuffer(struct{ io.Writer }{f}, tr, x.buf)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("imagepkg: extract: %s: %w", name, err)
+	}
+	if n != size {
+		return fmt.Errorf("imagepkg: extract: %s: wrote %d of %d bytes", name, n, size)
 	}
 	return nil
 }

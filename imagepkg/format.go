@@ -1,8 +1,9 @@
 package imagepkg
 
 import (
-	"context"
 	"errors"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // Magic is the first 8 bytes of every image package. Like PNG's signature it
@@ -50,10 +51,10 @@ const (
 	// MaxHeaderSize bounds every byte before the payload.
 	MaxHeaderSize = fixedHeaderSize + MaxMetadataSize + 2 + MaxSignatureBlock + MaxHeaderPadding
 	// MaxHardware bounds the number of entries in metadata.hardware.
-	MaxHardware = 64
-	// MaxStringSize bounds the length of metadata strings without a
-	// tighter limit of their own (version, hardware entries).
-	MaxStringSize = 128
+	MaxHardware = spec.MaxHardware
+	// MaxStringSize bounds the length of metadata.version (names have
+	// spec.MaxNameLength).
+	MaxStringSize = spec.MaxVersionLength
 	// MaxDecoderWindow is the largest zstd window a reader accepts: the
 	// decoder's memory is bounded by it. Pack writes 2 MiB windows.
 	MaxDecoderWindow = 8 << 20
@@ -71,38 +72,35 @@ const (
 
 // Errors. Every error returned for a malformed or untrusted package wraps
 // one of these (test with errors.Is); the message says what and where.
+// Those that refuse a package (malformed, untrusted, or not matching its
+// signed metadata) also match ErrRejected.
 var (
-	ErrMagic             = errors.New("imagepkg: not an upkit image package (bad magic)")
-	ErrVersion           = errors.New("imagepkg: unsupported format version")
-	ErrUnsupported       = errors.New("imagepkg: unsupported feature")
-	ErrMetadata          = errors.New("imagepkg: invalid metadata")
-	ErrMetadataTooLarge  = errors.New("imagepkg: metadata too large")
-	ErrSignatureBlock    = errors.New("imagepkg: malformed signature block")
-	ErrPadding           = errors.New("imagepkg: malformed header padding")
-	ErrUnknownKey        = errors.New("imagepkg: signed by an unknown key")
-	ErrSignature         = errors.New("imagepkg: signature does not verify")
-	ErrTruncated         = errors.New("imagepkg: truncated package")
-	ErrPayloadDigest     = errors.New("imagepkg: payload digest mismatch")
-	ErrPayloadSize       = errors.New("imagepkg: payload size mismatch")
-	ErrTrailingData      = errors.New("imagepkg: trailing data after the payload")
-	ErrUnsafePath        = errors.New("imagepkg: unsafe path in payload")
+	// ErrRejected matches every refusal of a package: ErrMagic, ErrVersion,
+	// ErrUnsupported, ErrMetadata, ErrMetadataTooLarge, ErrSignatureBlock,
+	// ErrPadding, ErrUnknownKey, ErrSignature, ErrTruncated,
+	// ErrPayloadDigest, ErrPayloadSize, ErrTrailingData and ErrUnsafePath.
+	// It is never
+	// returned alone.
+	ErrRejected = errors.New("imagepkg: package rejected")
+
+	ErrMagic             = rejection("imagepkg: not an upkit image package (bad magic)")
+	ErrVersion           = rejection("imagepkg: unsupported format version")
+	ErrUnsupported       = rejection("imagepkg: unsupported feature")
+	ErrMetadata          = rejection("imagepkg: invalid metadata")
+	ErrMetadataTooLarge  = rejection("imagepkg: metadata too large")
+	ErrSignatureBlock    = rejection("imagepkg: malformed signature block")
+	ErrPadding           = rejection("imagepkg: malformed header padding")
+	ErrUnknownKey        = rejection("imagepkg: signed by an unknown key")
+	ErrSignature         = rejection("imagepkg: signature does not verify")
+	ErrTruncated         = rejection("imagepkg: truncated package")
+	ErrPayloadDigest     = rejection("imagepkg: payload digest mismatch")
+	ErrPayloadSize       = rejection("imagepkg: payload size mismatch")
+	ErrTrailingData      = rejection("imagepkg: trailing data after the payload")
+	ErrUnsafePath        = rejection("imagepkg: unsafe path in payload")
 	ErrInvalidOptions    = errors.New("imagepkg: invalid pack options")
 	ErrPayloadConsumed   = errors.New("imagepkg: payload already read")
 	ErrSignerMisbehaving = errors.New("imagepkg: signer returned an unusable signature")
 )
 
-// Signer signs package headers. KeyID is the lowercase hex sha256 of the
-// signer's DER SubjectPublicKeyInfo; Sign returns an Ed25519 signature over
-// message, or an ASN.1 ECDSA P-256 signature over sha256(message).
-//
-// Pack learns the algorithm from optional methods, tried in this order:
-// Public() *pubkey.Key, Public() crypto.PublicKey, PublicKey()
-// crypto.PublicKey, then Algorithm() string ("ecdsa-p256" or "ed25519").
-// When the public key is available, Pack also checks that it matches KeyID
-// and that the signature verifies, before writing anything. Without any of
-// them, the algorithm is inferred from the signature's encoding (an ASN.1
-// DER pair: ECDSA P-256; 64 other bytes: Ed25519).
-type Signer interface {
-	KeyID() string
-	Sign(ctx context.Context, message []byte) ([]byte, error)
-}
+// rejection is a sentinel that also matches ErrRejected.
+func rejection(msg string) error { return spec.Sentinel(msg, ErrRejected) }

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 )
 
 var sentinels = []error{

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/upkit/upkit/imagepkg"
+	"github.com/upkit/upkit/spec"
 )
 
 // goldenCreated is the fixed creation time of test packages.
@@ -27,7 +28,7 @@ func testOptions(compression string) imagepkg.PackOptions {
 }
 
 // pack packs payload in memory with signer s.
-func pack(t testing.TB, payload []byte, opts imagepkg.PackOptions, s imagepkg.Signer) []byte {
+func pack(t testing.TB, payload []byte, opts imagepkg.PackOptions, s spec.Signer) []byte {
 	t.Helper()
 	if opts.TempDir == "" {
 		opts.TempDir = t.TempDir()

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,8 +16,8 @@ import (
 	"testing"
 
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/pubkey"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
+	"github.com/upkit/upkit/spec"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden-v2.upk")
@@ -326,7 +327,7 @@ func TestPayloadOffsetSigned(t *testing.T) {
 
 // verifyByRead verifies like Verify but reads the payload through its Read
 // method only (Verify uses WriteTo).
-func verifyByRead(pkg []byte, keys ...*pubkey.Key) error {
+func verifyByRead(pkg []byte, keys ...*spec.PublicKey) error {
 	p, err := imagepkg.Open(bytes.NewReader(pkg))
 	if err != nil {
 		return err
@@ -379,7 +380,7 @@ func TestTrailingData(t *testing.T) {
 
 func TestUnknownKey(t *testing.T) {
 	good := pack(t, []byte("payload"), testOptions("none"), testkeys.Ed25519(1))
-	for name, keys := range map[string][]*pubkey.Key{
+	for name, keys := range map[string][]*spec.PublicKey{
 		"none":     nil,
 		"other":    {testkeys.Ed25519(2).Public()},
 		"ecdsa":    {testkeys.ECDSA().Public()},
@@ -392,7 +393,7 @@ func TestUnknownKey(t *testing.T) {
 	}
 	// A key with the right ID but another algorithm is a signature failure.
 	k := *testkeys.Ed25519(1).Public()
-	k.Algorithm = pubkey.ECDSAP256
+	k.Algorithm = spec.AlgorithmECDSAP256
 	if _, err := imagepkg.Verify(context.Background(), bytes.NewReader(good), &k); !errors.Is(err, imagepkg.ErrSignature) {
 		t.Errorf("algorithm mismatch: got %v, want ErrSignature", err)
 	}
@@ -481,5 +482,25 @@ func TestPackPathMatchesPack(t *testing.T) {
 		if progress != int64(len(payload)) {
 			t.Fatalf("%s: last progress %d, want %d", comp, progress, len(payload))
 		}
+	}
+}
+
+// ErrRejected covers every refusal of a package, so that callers (the
+// CLI's exit code) test one sentinel; misuse of the API is not a refusal.
+func TestErrRejectedCoversRefusals(t *testing.T) {
+	for _, s := range []error{imagepkg.ErrMagic, imagepkg.ErrVersion, imagepkg.ErrUnsupported, imagepkg.ErrMetadata,
+		imagepkg.ErrMetadataTooLarge, imagepkg.ErrSignatureBlock, imagepkg.ErrUnknownKey, imagepkg.ErrSignature,
+		imagepkg.ErrTruncated, imagepkg.ErrPayloadDigest, imagepkg.ErrPayloadSize, imagepkg.ErrTrailingData, imagepkg.ErrUnsafePath} {
+		if !errors.Is(fmt.Errorf("context: %w", s), imagepkg.ErrRejected) || errors.Is(imagepkg.ErrRejected, s) {
+			t.Errorf("%v and ErrRejected", s)
+		}
+	}
+	for _, s := range []error{imagepkg.ErrInvalidOptions, imagepkg.ErrPayloadConsumed, imagepkg.ErrSignerMisbehaving} {
+		if errors.Is(s, imagepkg.ErrRejected) {
+			t.Errorf("%v matches ErrRejected", s)
+		}
+	}
+	if _, err := imagepkg.Open(bytes.NewReader([]byte("not a package at all"))); !errors.Is(err, imagepkg.ErrMagic) || !errors.Is(err, imagepkg.ErrRejected) {
+		t.Fatalf("garbage: %v, want ErrMagic matching ErrRejected", err)
 	}
 }

@@ -14,8 +14,9 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 )
 
 // zeroReader yields n zero bytes.

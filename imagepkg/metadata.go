@@ -3,13 +3,10 @@ package imagepkg
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // Image types.
@@ -32,9 +29,6 @@ const (
 	CompressionZstd = "zstd"
 )
 
-// createdLayout is the only accepted form of metadata.created.
-const createdLayout = "2006-01-02T15:04:05Z"
-
 // Metadata is the signed description of a package's image.
 //
 // Its JSON form has exactly these fields, in this order, all required:
@@ -46,7 +40,7 @@ const createdLayout = "2006-01-02T15:04:05Z"
 //	            "sha256":"sha256:<64 lowercase hex>","storedSize":N}}
 type Metadata struct {
 	SchemaVersion   int         // SchemaVersion (1)
-	Component       string      // [a-z0-9][a-z0-9._-]{0,63}
+	Component       string      // spec.CheckName: [a-z0-9][a-z0-9._-]{0,63}, no ".."
 	Type            string      // TypeOS, TypeApp, TypeFirmware or TypeBootloader
 	Version         string      // semantic version 2.0.0, no "v" prefix, at most MaxStringSize bytes
 	SecurityVersion uint64      // anti-rollback counter
@@ -84,12 +78,11 @@ type wirePayload struct {
 	StoredSize  int64  `json:"storedSize"`
 }
 
-// fieldsOf lists the members of the object at path ("" or "payload").
-func fieldsOf(path string) []string {
-	if path == "payload" {
-		return []string{"kind", "compression", "size", "sha256", "storedSize"}
-	}
-	return []string{"schemaVersion", "component", "type", "version", "securityVersion", "hardware", "created", "payload"}
+// metadataFields lists every member name of the metadata (and its payload
+// object), for spec's strict JSON reader.
+func metadataFields() []string {
+	return []string{"schemaVersion", "component", "type", "version", "securityVersion", "hardware", "created", "payload",
+		"kind", "compression", "size", "sha256", "storedSize"}
 }
 
 // MarshalMetadata validates m and returns its canonical JSON encoding: the
@@ -107,7 +100,7 @@ func MarshalMetadata(m *Metadata) ([]byte, error) {
 		Version:         m.Version,
 		SecurityVersion: m.SecurityVersion,
 		Hardware:        m.Hardware,
-		Created:         m.Created.UTC().Format(createdLayout),
+		Created:         spec.FormatTime(m.Created),
 		Payload: wirePayload{
 			Kind:        m.Payload.Kind,
 			Compression: m.Payload.Compression,
@@ -142,20 +135,14 @@ func ParseMetadata(data []byte) (*Metadata, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrMetadata)
 	}
-	if !utf8.Valid(data) {
-		return nil, fmt.Errorf("%w: not valid UTF-8", ErrMetadata)
-	}
-	if err := checkJSONShape(data); err != nil {
-		return nil, err
-	}
+	// The top-level object holds the payload object and the hardware
+	// array: nothing nests deeper.
+	rules := spec.JSONRules{MaxDepth: 2, Fields: metadataFields()}
 	var w wireMetadata
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf("%w: field %s: JSON %s where %s expected", ErrMetadata, te.Field, te.Value, te.Type)
-		}
+	if err := spec.CheckJSON(data, "metadata", rules); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMetadata, err)
+	}
+	if err := spec.DecodeJSON(data, "metadata", &w); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMetadata, err)
 	}
 	m := &Metadata{
@@ -176,145 +163,15 @@ func ParseMetadata(data []byte) (*Metadata, error) {
 	if w.SchemaVersion != SchemaVersion {
 		return nil, fmt.Errorf("%w: field schemaVersion: %d is not supported (want %d)", ErrMetadata, w.SchemaVersion, SchemaVersion)
 	}
-	t, err := parseCreated(w.Created)
+	t, err := spec.ParseTime(w.Created)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: field created: %v", ErrMetadata, err)
 	}
 	m.Created = t
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-func parseCreated(s string) (time.Time, error) {
-	t, err := time.Parse(createdLayout, s)
-	if err != nil || t.Format(createdLayout) != s {
-		return time.Time{}, fmt.Errorf("%w: field created: %q is not an RFC 3339 UTC time of the form YYYY-MM-DDTHH:MM:SSZ", ErrMetadata, truncate(s))
-	}
-	return t, nil
-}
-
-// checkJSONShape walks the tokens of data and rejects what encoding/json
-// would accept silently: duplicate keys (it keeps the last), null values,
-// missing fields, nesting beyond the schema, and anything after the
-// top-level object.
-func checkJSONShape(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMetadata, err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return fmt.Errorf("%w: top level is not a JSON object", ErrMetadata)
-	}
-	top, err := walkObject(dec, "", 1)
-	if err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%w: trailing data after the JSON object", ErrMetadata)
-	}
-	for _, f := range fieldsOf("") {
-		if !top[f] {
-			return fmt.Errorf("%w: field %s: missing", ErrMetadata, f)
-		}
-	}
-	return nil
-}
-
-// walkObject consumes an object whose '{' was already read and returns the
-// set of its keys.
-func walkObject(dec *json.Decoder, path string, depth int) (map[string]bool, error) {
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMetadata, err)
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, fmt.Errorf("%w: object key expected in %s", ErrMetadata, orTop(path))
-		}
-		field := key
-		if path != "" {
-			field = path + "." + key
-		}
-		if seen[key] {
-			return nil, fmt.Errorf("%w: field %s: duplicate key", ErrMetadata, truncate(field))
-		}
-		if !knownField(path, key) {
-			return nil, fmt.Errorf("%w: field %s: unknown field", ErrMetadata, truncate(field))
-		}
-		seen[key] = true
-		if err := walkValue(dec, field, depth); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
-		return nil, fmt.Errorf("%w: %v", ErrMetadata, err)
-	}
-	if path == "payload" {
-		for _, f := range fieldsOf(path) {
-			if !seen[f] {
-				return nil, fmt.Errorf("%w: field payload.%s: missing", ErrMetadata, f)
-			}
-		}
-	}
-	return seen, nil
-}
-
-func walkValue(dec *json.Decoder, field string, depth int) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("%w: field %s: %v", ErrMetadata, truncate(field), err)
-	}
-	switch t := tok.(type) {
-	case nil:
-		return fmt.Errorf("%w: field %s: null is not allowed", ErrMetadata, truncate(field))
-	case json.Delim:
-		switch {
-		case t == '{' && field == "payload":
-			_, err := walkObject(dec, field, depth+1)
-			return err
-		case t == '[' && field == "hardware":
-			for dec.More() {
-				if err := walkValue(dec, field+"[]", depth+1); err != nil {
-					return err
-				}
-			}
-			if _, err := dec.Token(); err != nil {
-				return fmt.Errorf("%w: field %s: %v", ErrMetadata, truncate(field), err)
-			}
-		default:
-			return fmt.Errorf("%w: field %s: unexpected JSON %s", ErrMetadata, truncate(field), kindOfDelim(t))
-		}
-	}
-	return nil
-}
-
-func kindOfDelim(d json.Delim) string {
-	if d == '[' {
-		return "array"
-	}
-	return "object"
-}
-
-func knownField(path, key string) bool {
-	for _, f := range fieldsOf(path) {
-		if f == key {
-			return true
-		}
-	}
-	return false
-}
-
-func orTop(path string) string {
-	if path == "" {
-		return "the top-level object"
-	}
-	return path
 }
 
 // Validate checks every field of m against the schema and returns an error
@@ -326,7 +183,7 @@ func (m *Metadata) Validate() error {
 	if m.SchemaVersion != SchemaVersion {
 		return bad("schemaVersion", "%d is not supported (want %d)", m.SchemaVersion, SchemaVersion)
 	}
-	if err := ValidateComponent(m.Component); err != nil {
+	if err := spec.CheckName(m.Component); err != nil {
 		return bad("component", "%v", err)
 	}
 	switch m.Type {
@@ -334,7 +191,7 @@ func (m *Metadata) Validate() error {
 	default:
 		return bad("type", "%q is not one of os, app, firmware, bootloader", truncate(m.Type))
 	}
-	if err := ValidateSemver(m.Version); err != nil {
+	if err := spec.CheckSemver(m.Version); err != nil {
 		return bad("version", "%v", err)
 	}
 	if len(m.Hardware) == 0 {
@@ -345,7 +202,7 @@ func (m *Metadata) Validate() error {
 	}
 	seen := make(map[string]bool, len(m.Hardware))
 	for i, h := range m.Hardware {
-		if err := ValidateHardware(h); err != nil {
+		if err := spec.CheckHardware(h); err != nil {
 			return bad(fmt.Sprintf("hardware[%d]", i), "%v", err)
 		}
 		if seen[h] {
@@ -356,11 +213,8 @@ func (m *Metadata) Validate() error {
 	if m.Created.Location() != time.UTC {
 		return bad("created", "not in UTC")
 	}
-	if m.Created.Nanosecond() != 0 {
-		return bad("created", "not a whole second")
-	}
-	if y := m.Created.Year(); y < 1970 || y > 9999 {
-		return bad("created", "year %d outside 1970..9999", y)
+	if err := spec.CheckTime(m.Created); err != nil {
+		return bad("created", "%v", err)
 	}
 	p := m.Payload
 	switch p.Kind {
@@ -376,7 +230,7 @@ func (m *Metadata) Validate() error {
 	if p.Size < 0 {
 		return bad("payload.size", "negative (%d)", p.Size)
 	}
-	if err := ValidateDigest(p.SHA256); err != nil {
+	if err := spec.CheckDigest(p.SHA256); err != nil {
 		return bad("payload.sha256", "%v", err)
 	}
 	if p.StoredSize < 0 {
@@ -386,129 +240,6 @@ func (m *Metadata) Validate() error {
 		return bad("payload.storedSize", "%d differs from payload.size %d although the payload is not compressed", p.StoredSize, p.Size)
 	}
 	return nil
-}
-
-// ValidateComponent checks a component name: [a-z0-9][a-z0-9._-]{0,63}.
-func ValidateComponent(s string) error {
-	if s == "" {
-		return errors.New("empty")
-	}
-	if len(s) > 64 {
-		return fmt.Errorf("%d bytes, limit 64", len(s))
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || i > 0 && (c == '.' || c == '_' || c == '-')
-		if !ok {
-			return fmt.Errorf("%q: want [a-z0-9][a-z0-9._-]{0,63}", truncate(s))
-		}
-	}
-	return nil
-}
-
-// ValidateHardware checks a hardware name: 1..64 bytes of [A-Za-z0-9._:+-],
-// starting with a letter or digit.
-func ValidateHardware(s string) error {
-	if s == "" {
-		return errors.New("empty")
-	}
-	if len(s) > 64 {
-		return fmt.Errorf("%d bytes, limit 64", len(s))
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || !strings.ContainsRune("._:+-", rune(c))) {
-			return fmt.Errorf("%q: want a letter or digit, then letters, digits or ._:+-", truncate(s))
-		}
-	}
-	return nil
-}
-
-// ValidateDigest checks a digest string "sha256:<64 lowercase hex>".
-func ValidateDigest(s string) error {
-	hex, ok := strings.CutPrefix(s, "sha256:")
-	if !ok || len(hex) != 64 {
-		return fmt.Errorf("%q: want \"sha256:<64 lowercase hex>\"", truncate(s))
-	}
-	for i := 0; i < len(hex); i++ {
-		if c := hex[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return fmt.Errorf("%q: want \"sha256:<64 lowercase hex>\"", truncate(s))
-		}
-	}
-	return nil
-}
-
-// ValidateSemver checks a semantic version 2.0.0 string
-// (MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], no leading zeros, no "v"
-// prefix) of at most MaxStringSize bytes.
-func ValidateSemver(s string) error {
-	if s == "" {
-		return errors.New("empty")
-	}
-	if len(s) > MaxStringSize {
-		return fmt.Errorf("%d bytes, limit %d", len(s), MaxStringSize)
-	}
-	bad := fmt.Errorf("%q is not a semantic version (MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD])", truncate(s))
-	rest, build, hasBuild := strings.Cut(s, "+")
-	core, pre, hasPre := strings.Cut(rest, "-")
-	parts := strings.Split(core, ".")
-	if len(parts) != 3 {
-		return bad
-	}
-	for _, p := range parts {
-		if !isNumericID(p) {
-			return bad
-		}
-		if _, err := strconv.ParseUint(p, 10, 64); err != nil {
-			return bad
-		}
-	}
-	if hasPre {
-		for _, id := range strings.Split(pre, ".") {
-			if !isAlnumID(id) || isDigits(id) && !isNumericID(id) {
-				return bad
-			}
-		}
-	}
-	if hasBuild {
-		for _, id := range strings.Split(build, ".") {
-			if !isAlnumID(id) {
-				return bad
-			}
-		}
-	}
-	return nil
-}
-
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// isNumericID: digits without a leading zero (except "0" itself).
-func isNumericID(s string) bool {
-	return isDigits(s) && (s == "0" || s[0] != '0')
-}
-
-func isAlnumID(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // truncate shortens untrusted strings quoted in error messages.

@@ -69,6 +69,7 @@ func TestParseMetadataStrict(t *testing.T) {
 		{"component upper", rep(`"rootfs"`, `"RootFS"`), "component", imagepkg.ErrMetadata},
 		{"component leading dash", rep(`"rootfs"`, `"-rootfs"`), "component", imagepkg.ErrMetadata},
 		{"component too long", rep(`"rootfs"`, `"`+strings.Repeat("a", 65)+`"`), "component", imagepkg.ErrMetadata},
+		{"component dot dot", rep(`"rootfs"`, `"root..fs"`), "component", imagepkg.ErrMetadata},
 		{"type", rep(`"type":"os"`, `"type":"kernel"`), "type", imagepkg.ErrMetadata},
 		{"version v prefix", rep(`"1.2.3"`, `"v1.2.3"`), "version", imagepkg.ErrMetadata},
 		{"version two parts", rep(`"1.2.3"`, `"1.2"`), "version", imagepkg.ErrMetadata},
@@ -96,6 +97,10 @@ func TestParseMetadataStrict(t *testing.T) {
 		{"kind", rep(`"kind":"file"`, `"kind":"zip"`), "payload.kind", imagepkg.ErrMetadata},
 		{"compression", rep(`"compression":"zstd"`, `"compression":"gzip"`), "payload.compression", imagepkg.ErrMetadata},
 		{"size negative", rep(`"size":100`, `"size":-1`), "payload.size", imagepkg.ErrMetadata},
+		// Manifests refused -0 (read as 0); package metadata now shares their
+		// strict JSON reader (issue 12, item 11).
+		{"size negative zero", rep(`"size":100`, `"size":-0`), "payload.size", imagepkg.ErrMetadata},
+		{"security version negative zero", rep(`"securityVersion":7`, `"securityVersion":-0`), "securityVersion", imagepkg.ErrMetadata},
 		{"digest upper", rep(`sha256:0000`, `sha256:AAAA`), "payload.sha256", imagepkg.ErrMetadata},
 		{"digest short", rep(`0000000000000000000000000000000000000000000000000000000000000000`, `00`), "payload.sha256", imagepkg.ErrMetadata},
 		{"digest algorithm", rep(`sha256:0000`, `sha512:0000`), "payload.sha256", imagepkg.ErrMetadata},

@@ -2,7 +2,6 @@ package imagepkg
 
 import (
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -13,13 +12,13 @@ import (
 	"os"
 	"time"
 
-	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/spec"
 )
 
 // PackOptions say what to put in a package's metadata and how to store the
 // payload. The payload's size and digest are computed by Pack.
 type PackOptions struct {
-	Component       string   // component name, [a-z0-9][a-z0-9._-]{0,63}
+	Component       string   // component name, spec.CheckName
 	Type            string   // TypeOS, TypeApp, TypeFirmware or TypeBootloader
 	Version         string   // semantic version
 	SecurityVersion uint64   // anti-rollback counter
@@ -73,7 +72,7 @@ type PackOptions struct {
 // give the same bytes. Pack returns the metadata written. On error, out
 // holds a partial package (PackPath writes to a temporary file and renames
 // it only on success).
-func Pack(ctx context.Context, out io.Writer, payload io.Reader, opts PackOptions, s Signer) (*Metadata, error) {
+func Pack(ctx context.Context, out io.Writer, payload io.Reader, opts PackOptions, s spec.Signer) (*Metadata, error) {
 	meta, err := metadataFromOptions(opts)
 	if err != nil {
 		return nil, err
@@ -125,7 +124,7 @@ func Pack(ctx context.Context, out io.Writer, payload io.Reader, opts PackOption
 // packInPlace writes the package for meta (payload fields still to be
 // filled) into f at offset base: the payload first, at base + the reserved
 // header size, then the header. It returns the package's size.
-func packInPlace(ctx context.Context, f *os.File, base int64, payload io.Reader, meta *Metadata, opts PackOptions, s Signer) (int64, error) {
+func packInPlace(ctx context.Context, f *os.File, base int64, payload io.Reader, meta *Metadata, opts PackOptions, s spec.Signer) (int64, error) {
 	reserved, err := reserveHeader(meta, s)
 	if err != nil {
 		return 0, err
@@ -201,6 +200,15 @@ func (c *ctxReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// CheckPackOptions checks the fields of opts that become metadata
+// (component, type, version, hardware, compression, kind) as Pack would,
+// before any payload is read: a tool can refuse bad input early. Errors
+// wrap ErrInvalidOptions and name the field.
+func CheckPackOptions(opts PackOptions) error {
+	_, err := metadataFromOptions(opts)
+	return err
+}
+
 // metadataFromOptions builds and validates the metadata, with a placeholder
 // payload digest, before any payload byte is read.
 func metadataFromOptions(opts PackOptions) (*Metadata, error) {
@@ -219,7 +227,7 @@ func metadataFromOptions(opts PackOptions) (*Metadata, error) {
 		Payload: PayloadInfo{
 			Kind:        opts.Kind,
 			Compression: opts.Compression,
-			SHA256:      "sha256:" + hex.EncodeToString(make([]byte, 32)),
+			SHA256:      spec.Digest{}.String(),
 		},
 	}
 	if m.Payload.Kind == "" {
@@ -239,7 +247,7 @@ func metadataFromOptions(opts PackOptions) (*Metadata, error) {
 // hold and the longest signature of the signer's algorithm (or any
 // algorithm, when the signer does not say). It depends only on the options
 // and the key, so that packing stays reproducible.
-func reserveHeader(meta *Metadata, s Signer) (int, error) {
+func reserveHeader(meta *Metadata, s spec.Signer) (int, error) {
 	m := *meta
 	m.Payload.Size, m.Payload.StoredSize = math.MaxInt64, math.MaxInt64
 	mj, err := MarshalMetadata(&m)
@@ -247,15 +255,13 @@ func reserveHeader(meta *Metadata, s Signer) (int, error) {
 		return 0, err
 	}
 	sigBlock := MaxSignatureBlock
-	if key, _ := signerKey(s); key != nil {
+	if key := signerKey(s); key != nil {
 		switch key.Algorithm {
-		case pubkey.Ed25519:
+		case spec.AlgorithmEd25519:
 			sigBlock = keyIDSize + 1 + 64
-		case pubkey.ECDSAP256:
+		case spec.AlgorithmECDSAP256:
 			sigBlock = keyIDSize + 1 + 72
 		}
-	} else if a, ok := s.(interface{ Algorithm() string }); ok && a.Algorithm() == pubkey.Ed25519 {
-		sigBlock = keyIDSize + 1 + 64
 	}
 	n := fixedHeaderSize + len(mj) + 2 + sigBlock
 	if len(mj) > MaxMetadataSize {
@@ -266,7 +272,7 @@ func reserveHeader(meta *Metadata, s Signer) (int, error) {
 
 // signHeader encodes the fixed header and metadata, signs them and returns
 // every byte that precedes the payload, zero-padded to payloadOffset.
-func signHeader(ctx context.Context, meta *Metadata, s Signer, payloadOffset int) ([]byte, error) {
+func signHeader(ctx context.Context, meta *Metadata, s spec.Signer, payloadOffset int) ([]byte, error) {
 	mj, err := MarshalMetadata(meta)
 	if err != nil {
 		return nil, err
@@ -315,28 +321,21 @@ func signHeader(ctx context.Context, meta *Metadata, s Signer, payloadOffset int
 	return head[:payloadOffset], nil // the padding: zeros from make
 }
 
-// signerKey returns the signer's public key when it exposes one (see
-// Signer).
-func signerKey(s Signer) (*pubkey.Key, error) {
-	switch v := s.(type) {
-	case interface{ Public() *pubkey.Key }:
-		return v.Public(), nil
-	case interface{ Public() crypto.PublicKey }:
-		return pubkey.FromPublic(v.Public())
-	case interface{ PublicKey() crypto.PublicKey }:
-		return pubkey.FromPublic(v.PublicKey())
+// signerKey returns the signer's public key if it is a spec.PublicSigner.
+func signerKey(s spec.Signer) *spec.PublicKey {
+	if ps, ok := s.(spec.PublicSigner); ok {
+		return ps.Public()
 	}
-	return nil, nil
+	return nil
 }
 
-// signerAlgorithm finds the signer's algorithm (see Signer) and, when the
-// public key is known, checks the key ID and the signature.
-func signerAlgorithm(s Signer, msg, sig []byte) (string, error) {
-	key, err := signerKey(s)
-	if err != nil {
-		return "", err
-	}
-	if key != nil {
+// signerAlgorithm finds the signer's algorithm. A spec.PublicSigner gives
+// its public key: its ID must be the signer's key ID and the signature
+// must verify, before anything is written. Other signers' algorithm is
+// told from the signature's encoding (an ASN.1 DER pair: ECDSA P-256; 64
+// other bytes: Ed25519).
+func signerAlgorithm(s spec.Signer, msg, sig []byte) (string, error) {
+	if key := signerKey(s); key != nil {
 		if key.ID != s.KeyID() {
 			return "", fmt.Errorf("%w: KeyID %s does not match its public key %s", ErrSignerMisbehaving, s.KeyID(), key.ID)
 		}
@@ -345,14 +344,11 @@ func signerAlgorithm(s Signer, msg, sig []byte) (string, error) {
 		}
 		return key.Algorithm, nil
 	}
-	if a, ok := s.(interface{ Algorithm() string }); ok {
-		return a.Algorithm(), nil
-	}
-	if len(sig) == 64 && !isECDSADER(sig) {
-		return pubkey.Ed25519, nil
-	}
-	if isECDSADER(sig) {
-		return pubkey.ECDSAP256, nil
+	switch {
+	case isECDSADER(sig):
+		return spec.AlgorithmECDSAP256, nil
+	case len(sig) == 64:
+		return spec.AlgorithmEd25519, nil
 	}
 	return "", fmt.Errorf("%w: cannot tell the algorithm of a %d-byte signature", ErrSignerMisbehaving, len(sig))
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/upkit/upkit/internal/atomicfile"
+	"github.com/upkit/upkit/spec"
 )
 
 // PackPath packs the file or directory inputPath into a package written at
@@ -33,7 +34,7 @@ import (
 // on any error outPath is untouched and no temporary file is left behind.
 // When opts.Digest is set, the package is hashed from the temporary file
 // while it is being synced.
-func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, s Signer) (*Metadata, error) {
+func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, s spec.Signer) (*Metadata, error) {
 	fi, err := os.Stat(inputPath)
 	if err != nil {
 		return nil, fmt.Errorf("imagepkg: input: %w", err)

@@ -14,7 +14,8 @@ import (
 	"math/big"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/upkit/upkit/internal/pubkey"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // Reader is an opened, parsed (not yet verified) image package. Its fields
@@ -26,7 +27,7 @@ type Reader struct {
 	Metadata      Metadata // parsed, validated metadata
 	MetadataBytes []byte   // the metadata JSON exactly as stored (and signed)
 	KeyID         string   // lowercase hex key ID of the signer, from the signature block
-	Algorithm     string   // pubkey.ECDSAP256 or pubkey.Ed25519
+	Algorithm     string   // spec.AlgorithmECDSAP256 or spec.AlgorithmEd25519
 	Signature     []byte   // the signature bytes
 	// HeaderSize is the number of bytes before the payload: the payload
 	// offset of version 2 (20 + M + 2 + S + padding), 16 + M + 2 + S in
@@ -182,21 +183,21 @@ func readFull(r io.Reader, b []byte, what string) error {
 func algorithmName(b byte, off int64) (string, error) {
 	switch b {
 	case algECDSAP256:
-		return pubkey.ECDSAP256, nil
+		return spec.AlgorithmECDSAP256, nil
 	case algEd25519:
-		return pubkey.Ed25519, nil
+		return spec.AlgorithmEd25519, nil
 	}
 	return "", fmt.Errorf("%w: offset %d: unknown signature algorithm %d (want 1 = ecdsa-p256 or 2 = ed25519)", ErrSignatureBlock, off, b)
 }
 
 func algorithmByte(alg string) (byte, error) {
 	switch alg {
-	case pubkey.ECDSAP256:
+	case spec.AlgorithmECDSAP256:
 		return algECDSAP256, nil
-	case pubkey.Ed25519:
+	case spec.AlgorithmEd25519:
 		return algEd25519, nil
 	}
-	return 0, fmt.Errorf("%w: algorithm %q", pubkey.ErrUnsupportedKey, alg)
+	return 0, fmt.Errorf("%w: algorithm %q", spec.ErrUnsupportedKey, alg)
 }
 
 // checkSignatureShape checks a signature's encoding (not its validity):
@@ -204,11 +205,11 @@ func algorithmByte(alg string) (byte, error) {
 // positive INTEGERs, at most 72 bytes.
 func checkSignatureShape(alg string, sig []byte) error {
 	switch alg {
-	case pubkey.Ed25519:
+	case spec.AlgorithmEd25519:
 		if len(sig) != 64 {
 			return fmt.Errorf("ed25519 signature of %d bytes, want 64", len(sig))
 		}
-	case pubkey.ECDSAP256:
+	case spec.AlgorithmECDSAP256:
 		if !isECDSADER(sig) {
 			return fmt.Errorf("ecdsa-p256 signature of %d bytes is not an ASN.1 DER (r, s) pair", len(sig))
 		}
@@ -246,8 +247,8 @@ func signedMessage(version int, headerAndMetadata []byte) []byte {
 // the key whose ID equals KeyID must be among keys (else ErrUnknownKey),
 // have the package's algorithm and verify the signature over
 // SignedMessage (else ErrSignature). It reads nothing.
-func (p *Reader) VerifySignature(keys ...*pubkey.Key) error {
-	var key *pubkey.Key
+func (p *Reader) VerifySignature(keys ...*spec.PublicKey) error {
+	var key *spec.PublicKey
 	for _, k := range keys {
 		if k != nil && k.ID == p.KeyID {
 			key = k
@@ -456,7 +457,7 @@ func (p *payloadReader) finish() error {
 	if p.n != p.want.Size {
 		return p.fail(fmt.Errorf("%w: %d bytes, signed size %d", ErrPayloadSize, p.n, p.want.Size))
 	}
-	if got := "sha256:" + hex.EncodeToString(p.hash.Sum(nil)); got != p.want.SHA256 {
+	if got := spec.HashDigest(p.hash).String(); got != p.want.SHA256 {
 		return p.fail(fmt.Errorf("%w: got %s, signed %s", ErrPayloadDigest, got, p.want.SHA256))
 	}
 	p.err = io.EOF
@@ -644,7 +645,7 @@ func (p *Reader) VerifyPayload(ctx context.Context) error {
 // error it returns the Reader too (for diagnostics: never trust it), after
 // an Open error nil. Memory use does not depend
 // on the payload size. ctx is checked between chunks.
-func Verify(ctx context.Context, r io.Reader, keys ...*pubkey.Key) (*Reader, error) {
+func Verify(ctx context.Context, r io.Reader, keys ...*spec.PublicKey) (*Reader, error) {
 	p, err := Open(r)
 	if err != nil {
 		return nil, err

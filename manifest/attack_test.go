@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -594,6 +595,29 @@ func TestAttackNegativeNumber(t *testing.T) {
 		wantErr(t, err, ErrMalformed)
 		if err != nil && !strings.Contains(err.Error(), "negative number") {
 			t.Errorf("size %s: error %q does not name the negative number", num, err)
+		}
+	}
+}
+
+// A name the device refuses (a component with "..", which it could not
+// keep as a slot file) or a version number past 64 bits must be refused
+// when the release is made and when it is read, not only on the device:
+// one rule for every side (issue 12, item 10).
+func TestAttackNameTheDeviceRefuses(t *testing.T) {
+	for name, edit := range map[string]func(*Release){
+		"component a..b": func(r *Release) { r.Images[0].Component = "a..b" },
+		"product a..b":   func(r *Release) { r.Product = "a..b" },
+		"version 2^64":   func(r *Release) { r.Images[0].Version = "1.0.18446744073709551616" },
+	} {
+		rel := goodRelease()
+		edit(rel)
+		_, err := NewReleaseEnvelope(rel)
+		wantErr(t, err, ErrMalformed)
+		p, _ := json.Marshal(releaseWire{SchemaVersion: 1, Product: rel.Product, Version: rel.Version,
+			Created: formatTime(rel.Created), Expires: formatTime(rel.Expires), Images: rel.Images})
+		_, err = VerifyRelease(goodRoot(), signedRawPayload(t, ReleasePayloadType, p, signers(4, 5)...), tNow)
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: signed release read with %v, want ErrMalformed", name, err)
 		}
 	}
 }

@@ -1,25 +1,14 @@
-package manifest
+package manifest_test
 
 import (
-	"os/exec"
-	"strings"
 	"testing"
+
+	"github.com/upkit/upkit/internal/testutil/deps"
 )
 
-// TestDependencies keeps the package linkable by device firmware: the
-// standard library and upkit's internal/pubkey only.
+// TestDependencies: device firmware links manifest, so it imports only the
+// standard library, spec and the stdlib-only internal/atomicfile (DESIGN.md,
+// "Layout").
 func TestDependencies(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s (the go command must be on PATH)", err, out)
-	}
-	allowed := map[string]bool{
-		"github.com/upkit/upkit/manifest":        true,
-		"github.com/upkit/upkit/internal/pubkey": true,
-	}
-	for _, p := range strings.Fields(string(out)) {
-		if !allowed[p] {
-			t.Errorf("manifest depends on %s; only the standard library and internal/pubkey are allowed", p)
-		}
-	}
+	deps.Check(t, deps.Module+"/manifest", deps.Rules{Upkit: []string{"spec", "internal/atomicfile"}, Others: []string{}})
 }

@@ -28,6 +28,6 @@
 // seen) and tests move the clock freely. Errors wrap the package's sentinel
 // errors (ErrThreshold, ErrExpired, ...) and are meant for errors.Is.
 //
-// The package depends on the standard library and upkit's internal/pubkey
+// The package depends on the standard library and upkit's spec
 // only, so that the device library can link it.
 package manifest

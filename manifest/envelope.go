@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // Envelope is a DSSE envelope: a payload, its type and the signatures over
@@ -22,19 +24,8 @@ type Envelope struct {
 
 // Signature is one DSSE signature.
 type Signature struct {
-	KeyID string // hex key ID of the signing key (see internal/pubkey)
+	KeyID string // hex key ID of the signing key (see spec.KeyID)
 	Sig   []byte // raw signature: Ed25519, or ASN.1 ECDSA P-256 over sha256(PAE)
-}
-
-// Signer signs messages with one key. signing.Signer and the test keys
-// satisfy it; it may be backed by a KMS or an HSM.
-type Signer interface {
-	// KeyID returns the key ID of the signing key: lowercase hex sha256 of
-	// its DER SubjectPublicKeyInfo.
-	KeyID() string
-	// Sign signs message: Ed25519 over message, ECDSA P-256 over
-	// sha256(message) with an ASN.1 DER signature.
-	Sign(ctx context.Context, message []byte) ([]byte, error)
 }
 
 type envelopeJSON struct {
@@ -206,7 +197,7 @@ func (e *Envelope) Marshal() ([]byte, error) {
 // can each add theirs to the same envelope. Sign does not check that the
 // key is trusted for the document: verification does. It fails with
 // ErrTooLarge if the envelope already holds MaxSignatures other signatures.
-func Sign(ctx context.Context, env *Envelope, s Signer) error {
+func Sign(ctx context.Context, env *Envelope, s spec.Signer) error {
 	if env == nil || s == nil {
 		return fmt.Errorf("%w: nil envelope or signer", ErrMalformed)
 	}

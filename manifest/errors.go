@@ -46,6 +46,9 @@ var (
 	ErrMismatch = errors.New("manifest: envelopes carry different payloads")
 	// ErrHardware: an image does not list the device's hardware.
 	ErrHardware = errors.New("manifest: image does not support this hardware")
+	// ErrNoRelease: a release directory holds no release envelope, or
+	// more than one (FindReleaseFile).
+	ErrNoRelease = errors.New("manifest: no single release envelope")
 )
 
 // sentinelsError is an error that matches several sentinels (errors.Is) but

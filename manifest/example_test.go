@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/manifest"
 )
 

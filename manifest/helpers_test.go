@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
+	"github.com/upkit/upkit/spec"
 )
 
 // Fixture: root keys 1, 2, 3 (threshold 2), release keys 4, 5 (threshold 2).
@@ -21,8 +22,8 @@ var (
 
 func key(n int) *testkeys.Signer { return testkeys.Ed25519(n) }
 
-func signers(ns ...int) []Signer {
-	var out []Signer
+func signers(ns ...int) []spec.Signer {
+	var out []spec.Signer
 	for _, n := range ns {
 		out = append(out, key(n))
 	}
@@ -110,7 +111,7 @@ func digestOf(s string) string {
 	return b.String()
 }
 
-func signEnvelope(t testing.TB, env *Envelope, ss ...Signer) []byte {
+func signEnvelope(t testing.TB, env *Envelope, ss ...spec.Signer) []byte {
 	t.Helper()
 	for _, s := range ss {
 		if err := Sign(context.Background(), env, s); err != nil {
@@ -124,7 +125,7 @@ func signEnvelope(t testing.TB, env *Envelope, ss ...Signer) []byte {
 	return b
 }
 
-func signedRoot(t testing.TB, r *Root, ss ...Signer) []byte {
+func signedRoot(t testing.TB, r *Root, ss ...spec.Signer) []byte {
 	t.Helper()
 	env, err := NewRootEnvelope(r)
 	if err != nil {
@@ -133,7 +134,7 @@ func signedRoot(t testing.TB, r *Root, ss ...Signer) []byte {
 	return signEnvelope(t, env, ss...)
 }
 
-func signedRelease(t testing.TB, r *Release, ss ...Signer) []byte {
+func signedRelease(t testing.TB, r *Release, ss ...spec.Signer) []byte {
 	t.Helper()
 	env, err := NewReleaseEnvelope(r)
 	if err != nil {
@@ -144,7 +145,7 @@ func signedRelease(t testing.TB, r *Release, ss ...Signer) []byte {
 
 // signedRawPayload signs raw payload bytes as they are: for tests that need a
 // payload NewReleaseEnvelope would refuse to produce.
-func signedRawPayload(t testing.TB, payloadType string, payload []byte, ss ...Signer) []byte {
+func signedRawPayload(t testing.TB, payloadType string, payload []byte, ss ...spec.Signer) []byte {
 	t.Helper()
 	return signEnvelope(t, &Envelope{PayloadType: payloadType, Payload: payload}, ss...)
 }

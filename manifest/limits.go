@@ -1,5 +1,7 @@
 package manifest
 
+import "github.com/upkit/upkit/spec"
+
 // Limits on untrusted input. Every count and size read from a document is
 // checked against one of these before it is used.
 const (
@@ -14,28 +16,28 @@ const (
 	// MaxDeltas bounds the deltas listed for one image.
 	MaxDeltas = 64
 	// MaxHardware bounds the hardware names of one image.
-	MaxHardware = 64
+	MaxHardware = spec.MaxHardware
 	// MaxRootChain bounds the number of root versions VerifyRootChain walks.
 	MaxRootChain = 64
 	// MaxNameLength bounds product, component, type and hardware names, in
 	// bytes.
-	MaxNameLength = 64
+	MaxNameLength = spec.MaxNameLength
 	// MaxIDLength bounds payload types and the key IDs named by signatures,
 	// in bytes.
 	MaxIDLength = 128
 	// MaxVersionLength bounds a semantic version string, in bytes.
-	MaxVersionLength = 128
+	MaxVersionLength = spec.MaxVersionLength
 	// MaxSignatureSize bounds one decoded signature, in bytes (Ed25519
 	// signatures are 64 bytes, ECDSA P-256 ASN.1 signatures at most 72).
 	MaxSignatureSize = 512
 	// MaxJSONDepth bounds the nesting of JSON objects and arrays.
-	MaxJSONDepth = 16
+	MaxJSONDepth = spec.MaxJSONDepth
 	// MaxJSONElements bounds the members of any one JSON object or array,
 	// before the document-specific limits above are applied.
-	MaxJSONElements = 1024
+	MaxJSONElements = spec.MaxJSONElements
 	// MaxBlobSize bounds the package, payload and delta sizes a release may
 	// declare (1 TiB).
-	MaxBlobSize = 1 << 40
+	MaxBlobSize = spec.MaxBlobSize
 )
 
 // Payload types of the two envelopes.

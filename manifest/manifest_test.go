@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // TestOfflineMultiSigner: the release is created on one machine, each
@@ -23,7 +25,7 @@ func TestOfflineMultiSigner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signOn := func(file []byte, s Signer) []byte { // one offline machine
+	signOn := func(file []byte, s spec.Signer) []byte { // one offline machine
 		e, err := ParseEnvelope(file)
 		if err != nil {
 			t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 // ReleasePayloadType.
 type Release struct {
 	SchemaVersion int       `json:"schemaVersion"` // SchemaVersion (NewReleaseEnvelope fills 0 in)
-	Product       string    `json:"product"`       // product name: [a-z0-9][a-z0-9._-]*, at most MaxNameLength bytes
+	Product       string    `json:"product"`       // product name: spec.CheckName
 	Version       uint64    `json:"version"`       // release sequence number, at least 1, monotonic per product
 	Created       time.Time `json:"created"`       // UTC, whole seconds
 	Expires       time.Time `json:"expires"`       // UTC, whole seconds, after Created
@@ -21,7 +21,7 @@ type Release struct {
 
 // Image describes one image package (.upk) of a release.
 type Image struct {
-	Component       string   `json:"component"`        // e.g. "rootfs"; unique in the release; [a-z0-9][a-z0-9._-]*
+	Component       string   `json:"component"`        // e.g. "rootfs"; unique in the release; spec.CheckName
 	Type            string   `json:"type"`             // e.g. "os", "app", "firmware", "bootloader"; same rule
 	Version         string   `json:"version"`          // semantic version of the image
 	SecurityVersion uint64   `json:"securityVersion"`  // anti-rollback counter
@@ -275,8 +275,8 @@ func VerifyRelease(root *Root, envelope []byte, now time.Time) (*Release, error)
 	if err != nil {
 		return nil, fmt.Errorf("trust root: %w", err)
 	}
-	if expired(root.Expires, now) {
-		return nil, fmt.Errorf("%w: trust root version %d expired at %s (reference time %s)", ErrExpired, root.Version, formatTime(root.Expires), now.UTC().Format(time.RFC3339))
+	if err := checkExpiry(fmt.Sprintf("trust root version %d", root.Version), root.Expires, now); err != nil {
+		return nil, err
 	}
 	env, err := parseTypedEnvelope(envelope, ReleasePayloadType, "release")
 	if err != nil {
@@ -289,8 +289,8 @@ func VerifyRelease(root *Root, envelope []byte, now time.Time) (*Release, error)
 	if err != nil {
 		return nil, err
 	}
-	if expired(r.Expires, now) {
-		return nil, fmt.Errorf("%w: release %s version %d expired at %s (reference time %s)", ErrExpired, r.Product, r.Version, formatTime(r.Expires), now.UTC().Format(time.RFC3339))
+	if err := checkExpiry(fmt.Sprintf("release %s version %d", r.Product, r.Version), r.Expires, now); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -355,4 +355,29 @@ func (img *Image) DeltaFrom(fromPayload string) (*Delta, bool) {
 		}
 	}
 	return nil, false
+}
+
+// AddDelta lists d under the image of r whose payload a patch produces:
+// the payload with digest to and size toSize. It fails with ErrNotListed
+// if no image has that payload, ErrMismatch if its size differs, and
+// ErrMalformed if the image already lists a delta from d's base payload;
+// r is then unchanged. d itself is checked by Validate.
+func (r *Release) AddDelta(to string, toSize int64, d Delta) error {
+	var img *Image
+	for i := range r.Images {
+		if r.Images[i].Payload.Digest == to {
+			img = &r.Images[i]
+		}
+	}
+	switch {
+	case img == nil:
+		return fmt.Errorf("%w: no image of the release has payload %s", ErrNotListed, to)
+	case toSize != img.Payload.Size:
+		return fmt.Errorf("%w: the patch produces %d bytes, component %s's payload is %d", ErrMismatch, toSize, img.Component, img.Payload.Size)
+	}
+	if _, dup := img.DeltaFrom(d.FromPayloadDigest); dup {
+		return fmt.Errorf("%w: component %s already has a delta from payload %s", ErrMalformed, img.Component, d.FromPayloadDigest)
+	}
+	img.Deltas = append(img.Deltas, d)
+	return nil
 }

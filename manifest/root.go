@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/spec"
 )
 
 // Root is a trust root: the keys a device trusts and which of them may sign
@@ -22,8 +22,8 @@ type Root struct {
 
 // Key is a public key in a root.
 type Key struct {
-	Algorithm string `json:"algorithm"` // pubkey.ECDSAP256 or pubkey.Ed25519
-	Public    string `json:"public"`    // "PUBLIC KEY" PEM, exactly as pubkey.Key.PEM writes it
+	Algorithm string `json:"algorithm"` // spec.AlgorithmECDSAP256 or spec.AlgorithmEd25519
+	Public    string `json:"public"`    // "PUBLIC KEY" PEM, exactly as spec.PublicKey.PEM writes it
 }
 
 // Roles are the two roles of a root.
@@ -48,7 +48,7 @@ type rootWire struct {
 }
 
 // KeyOf returns the key ID and the root entry for a public key.
-func KeyOf(k *pubkey.Key) (string, Key) {
+func KeyOf(k *spec.PublicKey) (string, Key) {
 	return k.ID, Key{Algorithm: k.Algorithm, Public: string(k.PEM())}
 }
 
@@ -73,7 +73,7 @@ func (r *Root) Clone() *Root {
 //   - each role: 1 to MaxKeys distinct key IDs listed in keys, threshold
 //     1 to the number of its keys;
 //   - every key belongs to at least one role.
-func (r *Root) verifiers() (map[string]*pubkey.Key, error) {
+func (r *Root) verifiers() (map[string]*spec.PublicKey, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%w: nil root", ErrMalformed)
 	}
@@ -92,12 +92,12 @@ func (r *Root) verifiers() (map[string]*pubkey.Key, error) {
 	if len(r.Keys) > MaxKeys {
 		return nil, fmt.Errorf("%w: root lists %d keys, limit %d", ErrTooLarge, len(r.Keys), MaxKeys)
 	}
-	keys := make(map[string]*pubkey.Key, len(r.Keys))
+	keys := make(map[string]*spec.PublicKey, len(r.Keys))
 	for id, k := range r.Keys {
-		if !isKeyID(id) {
+		if !spec.ValidKeyID(id) {
 			return nil, fmt.Errorf("%w: root key ID %.80q: want 64 lowercase hex digits", ErrMalformed, id)
 		}
-		pk, err := pubkey.ParsePEM([]byte(k.Public))
+		pk, err := spec.ParsePublicKeyPEM([]byte(k.Public))
 		if err != nil {
 			return nil, fmt.Errorf("%w: root key %s: %v", ErrMalformed, id, err)
 		}
@@ -193,7 +193,7 @@ func ParseRoot(payload []byte) (*Root, error) {
 	return r, err
 }
 
-func parseRoot(payload []byte) (*Root, map[string]*pubkey.Key, error) {
+func parseRoot(payload []byte) (*Root, map[string]*spec.PublicKey, error) {
 	var w rootWire
 	if err := decodeStrict(payload, "root", &w, true); err != nil {
 		return nil, nil, err
@@ -233,8 +233,8 @@ func VerifySelfSignedRoot(envelope []byte, now time.Time) (*Root, error) {
 	if err := verifyRole(env, keys, r.Roles.Root, fmt.Sprintf("root version %d (self-signed) by its own root role", r.Version)); err != nil {
 		return nil, err
 	}
-	if expired(r.Expires, now) {
-		return nil, fmt.Errorf("%w: root version %d expired at %s (reference time %s)", ErrExpired, r.Version, formatTime(r.Expires), now.UTC().Format(time.RFC3339))
+	if err := checkExpiry(fmt.Sprintf("root version %d", r.Version), r.Expires, now); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -258,8 +258,8 @@ func VerifyRoot(trusted *Root, next []byte, now time.Time) (*Root, error) {
 	if err != nil {
 		return nil, err
 	}
-	if expired(r.Expires, now) {
-		return nil, fmt.Errorf("%w: root version %d expired at %s (reference time %s)", ErrExpired, r.Version, formatTime(r.Expires), now.UTC().Format(time.RFC3339))
+	if err := checkExpiry(fmt.Sprintf("root version %d", r.Version), r.Expires, now); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -286,8 +286,8 @@ func VerifyRootChain(trusted *Root, chain [][]byte, now time.Time) (*Root, error
 		}
 		cur = next
 	}
-	if expired(cur.Expires, now) {
-		return nil, fmt.Errorf("%w: root version %d expired at %s (reference time %s)", ErrExpired, cur.Version, formatTime(cur.Expires), now.UTC().Format(time.RFC3339))
+	if err := checkExpiry(fmt.Sprintf("root version %d", cur.Version), cur.Expires, now); err != nil {
+		return nil, err
 	}
 	return cur, nil
 }
@@ -315,4 +315,109 @@ func verifyRootStep(trusted *Root, next []byte) (*Root, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// VerifyRootChainFrom verifies a chain that starts at a root nothing
+// trusted vouches for: first must be self-signed by a threshold of its own
+// root keys (VerifySelfSignedRoot) and then each envelope of chain one
+// rotation step from the previous (VerifyRootChain). Without chain, first
+// must not have expired at now; with one, first only starts the chain (its
+// signatures are checked at an instant it is valid, its expiry) and only
+// the last root's expiry counts, as in VerifyRootChain.
+func VerifyRootChainFrom(first []byte, chain [][]byte, now time.Time) (*Root, error) {
+	at := now
+	if len(chain) > 0 {
+		at = time.Time{}
+		if env, err := ParseEnvelope(first); err == nil {
+			if r, err := ParseRoot(env.Payload); err == nil {
+				at = r.Expires
+			}
+		}
+	}
+	trusted, err := VerifySelfSignedRoot(first, at)
+	if err != nil {
+		return nil, fmt.Errorf("first root: %w", err)
+	}
+	return VerifyRootChain(trusted, chain, now)
+}
+
+// RolesSummary describes the roles of r for people: "root keys 2 of 3,
+// release keys 1 of 1".
+func (r *Root) RolesSummary() string {
+	return fmt.Sprintf("root keys %d of %d, release keys %d of %d",
+		r.Roles.Root.Threshold, len(r.Roles.Root.KeyIDs), r.Roles.Release.Threshold, len(r.Roles.Release.KeyIDs))
+}
+
+// Role names, as AddKey takes them.
+const (
+	RoleRoot    = "root"
+	RoleRelease = "release"
+)
+
+func (r *Root) role(name string) (*Role, error) {
+	switch name {
+	case RoleRoot:
+		return &r.Roles.Root, nil
+	case RoleRelease:
+		return &r.Roles.Release, nil
+	}
+	return nil, fmt.Errorf("%w: no role %q", ErrMalformed, name)
+}
+
+// AddKey gives the role (RoleRoot or RoleRelease) the key k, listing k in
+// r.Keys. It fails with ErrMalformed if the role already has k.
+func (r *Root) AddKey(role string, k *spec.PublicKey) error {
+	ro, err := r.role(role)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(ro.KeyIDs, k.ID) {
+		return fmt.Errorf("%w: key %s already has the %s role", ErrMalformed, k.ID, role)
+	}
+	if r.Keys == nil {
+		r.Keys = map[string]Key{}
+	}
+	id, entry := KeyOf(k)
+	r.Keys[id] = entry
+	ro.KeyIDs = append(ro.KeyIDs, id)
+	return nil
+}
+
+// RemoveKey removes the key id from every role and from r.Keys (a
+// revocation, once the next root is signed). It fails with ErrNotListed
+// if r has no such key.
+func (r *Root) RemoveKey(id string) error {
+	if _, ok := r.Keys[id]; !ok {
+		return fmt.Errorf("%w: the root has no key %s", ErrNotListed, id)
+	}
+	for _, ro := range []*Role{&r.Roles.Root, &r.Roles.Release} {
+		ro.KeyIDs = slices.DeleteFunc(ro.KeyIDs, func(s string) bool { return s == id })
+	}
+	delete(r.Keys, id)
+	return nil
+}
+
+// Next returns the unsigned next version of r: a copy with the version
+// plus one and the given expiry (ErrRootVersion if r's version is the
+// largest there is).
+func (r *Root) Next(expires time.Time) (*Root, error) {
+	if r.Version == ^uint64(0) {
+		return nil, fmt.Errorf("%w: root version %d cannot be incremented", ErrRootVersion, r.Version)
+	}
+	next := r.Clone()
+	next.Version, next.Expires = r.Version+1, expires
+	return next, nil
+}
+
+// ReleaseKeys returns the parsed public keys of r's release role.
+func (r *Root) ReleaseKeys() ([]*spec.PublicKey, error) {
+	keys := make([]*spec.PublicKey, 0, len(r.Roles.Release.KeyIDs))
+	for _, id := range r.Roles.Release.KeyIDs {
+		k, err := spec.ParsePublicKeyPEM([]byte(r.Keys[id].Public))
+		if err != nil {
+			return nil, fmt.Errorf("%w: root key %s: %v", ErrMalformed, id, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }

@@ -3,7 +3,7 @@ package manifest
 import (
 	"fmt"
 
-	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/spec"
 )
 
 // parseTypedEnvelope parses an envelope and checks its payload type.
@@ -26,7 +26,7 @@ func parseTypedEnvelope(data []byte, payloadType, what string) (*Envelope, error
 // not met the error wraps ErrThreshold and, if no signature verified at
 // all, ErrBadSignature (some trusted key's signature failed) or
 // ErrUnknownKey (every signature was by a key outside the role).
-func verifyRole(env *Envelope, keys map[string]*pubkey.Key, role Role, what string) error {
+func verifyRole(env *Envelope, keys map[string]*spec.PublicKey, role Role, what string) error {
 	member := make(map[string]bool, len(role.KeyIDs))
 	for _, id := range role.KeyIDs {
 		member[id] = true

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/upkit/upkit/spec"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -169,7 +170,7 @@ func (v *verifyReader) Read(p []byte) (int, error) {
 		if v.n != v.size {
 			return n, fmt.Errorf("%w: %s has %d bytes, want %d", ErrSizeMismatch, v.what, v.n, v.size)
 		}
-		if got := "sha256:" + hex.EncodeToString(v.h.Sum(nil)); got != v.want {
+		if got := spec.HashDigest(v.h).String(); got != v.want {
 			return n, fmt.Errorf("%w: %s has %s, want %s", ErrDigestMismatch, v.what, got, v.want)
 		}
 	}
@@ -191,7 +192,7 @@ func hashFile(ctx context.Context, path string) (string, int64, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
+	return spec.HashDigest(h).String(), n, nil
 }
 
 // HashFile returns the "sha256:<hex>" digest and the size of a file.
@@ -274,7 +275,7 @@ type bytesLayer struct {
 
 func newBytesLayer(b []byte, mt string) *bytesLayer {
 	sum := sha256.Sum256(b)
-	return &bytesLayer{b: b, mt: types.MediaType(mt), h: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}}
+	return &bytesLayer{b: b, mt: types.MediaType(mt), h: v1.Hash{Algorithm: "sha256", Hex: spec.Digest(sum).Hex()}}
 }
 
 func (l *bytesLayer) Digest() (v1.Hash, error)            { return l.h, nil }

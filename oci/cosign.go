@@ -10,6 +10,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/upkit/upkit/spec"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -17,13 +19,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
-
-// Signer signs messages: ECDSA P-256 signs sha256(message), ASN.1 DER
-// encoded; Ed25519 signs the message itself (signing.Signer satisfies it).
-type Signer interface {
-	KeyID() string
-	Sign(ctx context.Context, message []byte) ([]byte, error)
-}
 
 // CosignPayload returns the "simple signing" payload cosign signs for the
 // manifest digest in repository repo (e.g. "registry.example/fleet/gw").
@@ -64,7 +59,7 @@ func CosignSignatureTag(digest string) string {
 // tagged CosignSignatureTag(digest) in the same repository (created if
 // absent). It returns the digest of that signature image. Registry targets
 // only.
-func SignCosign(ctx context.Context, target, digest string, signer Signer, opts *Options) (string, error) {
+func SignCosign(ctx context.Context, target, digest string, signer spec.Signer, opts *Options) (string, error) {
 	o := opts.orDefault()
 	t, err := ParseTarget(target, o.PlainHTTP)
 	if err != nil {

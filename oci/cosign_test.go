@@ -11,9 +11,10 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/upkit/upkit/internal/registrytest"
-	"github.com/upkit/upkit/internal/testkeys"
-	"github.com/upkit/upkit/internal/testtools"
+
+	"github.com/upkit/upkit/internal/testutil/registrytest"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testtools"
 	"github.com/upkit/upkit/oci"
 )
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+
 	"github.com/upkit/upkit/oci"
 )
 

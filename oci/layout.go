@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/upkit/upkit/internal/atomicfile"
+	"github.com/upkit/upkit/spec"
 )
 
 // openLayout opens the OCI image layout at dir, creating an empty one
@@ -117,20 +117,14 @@ func updateLayoutIndex(dir string, desc v1.Descriptor, tag string) error {
 	return nil
 }
 
+// readLimited reads a small layout file (spec.ReadFile), reporting one
+// over limit as ErrTooLarge.
 func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("oci: reading %s: %w", path, err)
-	}
-	if int64(len(b)) > limit {
+	b, err := spec.ReadFile(path, limit)
+	if errors.Is(err, spec.ErrTooLarge) {
 		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrTooLarge, path, limit)
 	}
-	return b, nil
+	return b, err
 }
 
 // layoutManifest returns the manifest t names (by tag through index.json,

@@ -11,7 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/upkit/upkit/internal/registrytest"
+
+	"github.com/upkit/upkit/internal/testutil/registrytest"
 	"github.com/upkit/upkit/oci"
 )
 
@@ -148,7 +149,7 @@ func TestFetchFileResumesFromPartial(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "pkg")
 
 	// A good prefix left by an earlier run: resumed, the whole blob checked.
-	if err := os.WriteFile(out+oci.PartialSuffix, want[:123456], 0o644); err != nil {
+	if err := os.WriteFile(oci.PartialPath(out, digest), want[:123456], 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var first int64 = -1
@@ -164,7 +165,7 @@ func TestFetchFileResumesFromPartial(t *testing.T) {
 	if first != 123456 {
 		t.Errorf("progress started at %d, want the partial's 123456", first)
 	}
-	if _, err := os.Stat(out + oci.PartialSuffix); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(oci.PartialPath(out, digest)); !errors.Is(err, os.ErrNotExist) {
 		t.Error("partial file left behind")
 	}
 
@@ -172,7 +173,7 @@ func TestFetchFileResumesFromPartial(t *testing.T) {
 	out2 := filepath.Join(t.TempDir(), "pkg")
 	bad := append([]byte(nil), want[:1000]...)
 	bad[10] ^= 1
-	if err := os.WriteFile(out2+oci.PartialSuffix, bad, 0o644); err != nil {
+	if err := os.WriteFile(oci.PartialPath(out2, digest), bad, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := oci.FetchFile(ctx, src, digest, int64(len(want)), out2, nil); !errors.Is(err, oci.ErrDigestMismatch) {
@@ -188,6 +189,16 @@ func TestFetchFileResumesFromPartial(t *testing.T) {
 		if err := oci.FetchFile(ctx, src, digest, size, out3, nil); !errors.Is(err, oci.ErrSizeMismatch) {
 			t.Fatalf("size %d: %v", size, err)
 		}
+	}
+	// The target is never replaced, and the good download is kept.
+	if err := os.WriteFile(out2, []byte("someone's file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := oci.FetchFile(ctx, src, digest, int64(len(want)), out2, nil); !errors.Is(err, oci.ErrExists) {
+		t.Fatalf("existing target: %v, want ErrExists", err)
+	}
+	if b, _ := os.ReadFile(out2); string(b) != "someone's file" {
+		t.Fatal("FetchFile replaced an existing file")
 	}
 	// Missing blob.
 	if err := oci.FetchFile(ctx, src, "sha256:"+string(make([]byte, 0))+"0000000000000000000000000000000000000000000000000000000000000000", 1, out+"x", nil); !errors.Is(err, oci.ErrNotFound) {

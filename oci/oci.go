@@ -27,6 +27,8 @@ package oci
 import (
 	"errors"
 	"fmt"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // Media and artifact types of the upkit OCI mapping (docs/FORMAT.md, "OCI mapping").
@@ -112,18 +114,15 @@ var (
 	// ErrBadFile: a file given to Push that cannot be published (missing,
 	// not regular, bad title).
 	ErrBadFile = errors.New("oci: bad file")
+	// ErrExists: a pull would replace a file it did not create.
+	ErrExists = errors.New("oci: refusing to replace an existing file")
 )
 
 // CheckDigest returns nil if d is "sha256:" followed by 64 lowercase hex
 // digits, and an error wrapping ErrBadReference otherwise.
 func CheckDigest(d string) error {
-	ok := len(d) == 71 && d[:7] == "sha256:"
-	for i := 7; ok && i < len(d); i++ {
-		c := d[i]
-		ok = c >= '0' && c <= '9' || c >= 'a' && c <= 'f'
-	}
-	if !ok {
-		return fmt.Errorf("%w: digest %q is not sha256:<64 lowercase hex>", ErrBadReference, d)
+	if err := spec.CheckDigest(d); err != nil {
+		return fmt.Errorf("%w: digest %v", ErrBadReference, err)
 	}
 	return nil
 }

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/upkit/upkit/spec"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -97,7 +98,7 @@ func resolve(ctx context.Context, t Target, o Options) (*Artifact, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(raw)
-	digest := "sha256:" + hex.EncodeToString(sum[:])
+	digest := spec.Digest(sum).String()
 	if t.Digest != "" && t.Digest != digest {
 		return nil, fmt.Errorf("%w: manifest %s hashes to %s", ErrDigestMismatch, t, digest)
 	}
@@ -158,30 +159,9 @@ func parseArtifact(raw []byte, mediaType string) (*Artifact, error) {
 			return nil, fmt.Errorf("%w: subject: %v", ErrNotRelease, err)
 		}
 	}
-	envelopes := 0
-	titles := map[string]bool{}
-	for i, l := range m.Layers {
-		b := Blob{Digest: l.Digest.String(), Size: l.Size, MediaType: string(l.MediaType), Annotations: l.Annotations,
-			Title: l.Annotations[AnnotationTitle]}
-		if err := CheckDigest(b.Digest); err != nil {
-			return nil, fmt.Errorf("%w: layer %d: %v", ErrNotRelease, i, err)
-		}
-		if b.Size < 0 {
-			return nil, fmt.Errorf("%w: layer %d: negative size", ErrNotRelease, i)
-		}
-		if b.Title != "" {
-			if err := ValidTitle(b.Title); err != nil {
-				return nil, fmt.Errorf("%w: layer %d: %v", ErrNotRelease, i, err)
-			}
-			if titles[b.Title] {
-				return nil, fmt.Errorf("%w: layer %d: title %q used twice", ErrNotRelease, i, b.Title)
-			}
-			titles[b.Title] = true
-		}
-		if b.MediaType == MediaTypeRelease {
-			envelopes++
-		}
-		a.Layers = append(a.Layers, b)
+	envelopes, err := a.addLayers(m.Layers)
+	if err != nil {
+		return nil, err
 	}
 	switch a.ArtifactType {
 	case ArtifactTypeRelease:
@@ -194,6 +174,37 @@ func parseArtifact(raw []byte, mediaType string) (*Artifact, error) {
 		}
 	}
 	return a, nil
+}
+
+// addLayers checks the layer descriptors of a manifest (digests, sizes,
+// titles: plain file names, distinct) and appends them to a.Layers; it
+// returns how many hold a release envelope.
+func (a *Artifact) addLayers(layers []v1.Descriptor) (envelopes int, err error) {
+	titles := map[string]bool{}
+	for i, l := range layers {
+		b := Blob{Digest: l.Digest.String(), Size: l.Size, MediaType: string(l.MediaType), Annotations: l.Annotations,
+			Title: l.Annotations[AnnotationTitle]}
+		if err := CheckDigest(b.Digest); err != nil {
+			return 0, fmt.Errorf("%w: layer %d: %v", ErrNotRelease, i, err)
+		}
+		if b.Size < 0 {
+			return 0, fmt.Errorf("%w: layer %d: negative size", ErrNotRelease, i)
+		}
+		if b.Title != "" {
+			if err := ValidTitle(b.Title); err != nil {
+				return 0, fmt.Errorf("%w: layer %d: %v", ErrNotRelease, i, err)
+			}
+			if titles[b.Title] {
+				return 0, fmt.Errorf("%w: layer %d: title %q used twice", ErrNotRelease, i, b.Title)
+			}
+			titles[b.Title] = true
+		}
+		if b.MediaType == MediaTypeRelease {
+			envelopes++
+		}
+		a.Layers = append(a.Layers, b)
+	}
+	return envelopes, nil
 }
 
 // fetchManifest returns the raw manifest and its media type.

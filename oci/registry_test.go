@@ -19,7 +19,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/upkit/upkit/internal/registrytest"
+
+	"github.com/upkit/upkit/internal/testutil/registrytest"
 	"github.com/upkit/upkit/oci"
 )
 
@@ -290,7 +291,7 @@ func TestResumeAfterConnectionCut(t *testing.T) {
 
 		// A partial file from an earlier run: resumed with Range from its end.
 		dst3 := filepath.Join(t.TempDir(), "pkg.upk")
-		if err := os.WriteFile(dst3+oci.PartialSuffix, readFile(t, f.pkg)[:1000000], 0o644); err != nil {
+		if err := os.WriteFile(oci.PartialPath(dst3, want), readFile(t, f.pkg)[:1000000], 0o644); err != nil {
 			t.Fatal(err)
 		}
 		before := len(p.rangeHeaders())
@@ -362,7 +363,7 @@ func TestWrongBytesFromRegistry(t *testing.T) {
 		if !errors.Is(err, oci.ErrDigestMismatch) {
 			t.Fatalf("FetchFile of corrupted bytes: %v", err)
 		}
-		for _, p := range []string{dst, dst + oci.PartialSuffix} {
+		for _, p := range []string{dst, oci.PartialPath(dst, want)} {
 			if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("%s exists after a digest mismatch", p)
 			}

@@ -3,9 +3,9 @@ package oci
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -17,10 +17,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/upkit/upkit/spec"
+
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-
-	"github.com/upkit/upkit/internal/atomicfile"
 )
 
 // Source opens a blob by digest at a byte offset. It is the fetch interface
@@ -369,18 +369,28 @@ func (s *LayoutSource) open(digest string, offset int64) (*os.File, error) {
 // per-call overhead (hashing, write syscalls) stays small next to the data.
 const copyBufferSize = 1 << 20
 
-// PartialSuffix is appended to a FetchFile target for the download in
-// progress; FetchFile resumes from it.
+// PartialSuffix ends the name of a download in progress: FetchFile keeps
+// it as ".<hex of the digest>.partial" next to its target, and resumes
+// from it. Named by digest, two blobs' partial files never collide, and no
+// target name (a release's names end in .upk or .delta) can be one.
 const PartialSuffix = ".partial"
 
+// PartialPath is the partial download FetchFile keeps for the blob digest
+// fetched to path.
+func PartialPath(path, digest string) string {
+	return filepath.Join(filepath.Dir(path), "."+strings.TrimPrefix(digest, spec.DigestPrefix)+PartialSuffix)
+}
+
 // FetchFile downloads the blob digest of exactly size bytes from src to
-// path. It writes path+PartialSuffix in the same directory and resumes from
-// it if it exists (from an earlier, interrupted call): the bytes already
-// there are hashed first, so the whole blob is verified end to end. On
-// success the file is fsynced and renamed to path. If the blob is longer
-// or shorter than size (ErrSizeMismatch) or hashes to another digest
-// (ErrDigestMismatch), the partial file is removed and path is not touched;
-// after other errors (network, ctx) it is kept for the next call.
+// path, a file that must not exist. It writes PartialPath(path, digest) in
+// the same directory and resumes from it if it exists (from an earlier,
+// interrupted call): the bytes already there are hashed first, so the
+// whole blob is verified end to end. On success the file is fsynced and
+// moved to path, unless path appeared meanwhile (ErrExists: it is never
+// replaced). If the blob is longer or shorter than size (ErrSizeMismatch)
+// or hashes to another digest (ErrDigestMismatch), the partial file is
+// removed and path is not touched; after other errors (network, ctx) it is
+// kept for the next call.
 //
 // progress, if not nil, is called with the number of bytes held so far.
 // Retries of interrupted reads happen inside src (RegistrySource) and,
@@ -392,16 +402,10 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 	if size < 0 {
 		return fmt.Errorf("%w: negative size %d", ErrSizeMismatch, size)
 	}
-	part := path + PartialSuffix
-	if fi, err := os.Lstat(part); err == nil && !fi.Mode().IsRegular() {
-		// Never write through a symlink (or into a device) left at our name.
-		if err := os.Remove(part); err != nil {
-			return fmt.Errorf("oci: %s is not a regular file: %w", part, err)
-		}
-	}
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	part := PartialPath(path, digest)
+	f, h, have, err := openPartial(part, size)
 	if err != nil {
-		return fmt.Errorf("oci: %w", err)
+		return err
 	}
 	keep := false
 	defer func() {
@@ -412,24 +416,70 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 			os.Remove(part)
 		}
 	}()
-	h := sha256.New()
-	have, err := io.Copy(h, f) // hash what an earlier attempt left
-	if err != nil {
-		return fmt.Errorf("oci: reading %s: %w", part, err)
-	}
-	if have > size {
-		if err := f.Truncate(0); err != nil {
-			return fmt.Errorf("oci: %w", err)
-		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return fmt.Errorf("oci: %w", err)
-		}
-		h.Reset()
-		have = 0
-	}
 	if progress != nil {
 		progress(have)
 	}
+	if keep, err = download(ctx, src, digest, size, have, f, h, progress); err != nil {
+		return err
+	}
+	// Exactly size bytes; nothing more must follow, which download
+	// already checked when the last copy ended cleanly.
+	if got := spec.HashDigest(h).String(); got != digest {
+		return fmt.Errorf("%w: downloaded blob hashes to %s, want %s", ErrDigestMismatch, got, digest)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	err = f.Close()
+	if f = nil; err != nil {
+		return fmt.Errorf("oci: %w", err)
+	}
+	if err := renameNoReplace(part, path); err != nil {
+		keep = errors.Is(err, ErrExists) // the download is good: keep it
+		return err
+	}
+	return nil
+}
+
+// openPartial opens (or creates) the partial file of a download of size
+// bytes and hashes what an earlier attempt left in it (a partial file
+// longer than size is emptied). It returns the file positioned after
+// those bytes, their hash and their count.
+func openPartial(part string, size int64) (*os.File, hash.Hash, int64, error) {
+	if fi, err := os.Lstat(part); err == nil && !fi.Mode().IsRegular() {
+		// Never write through a symlink (or into a device) left at our name.
+		if err := os.Remove(part); err != nil {
+			return nil, nil, 0, fmt.Errorf("oci: %s is not a regular file: %w", part, err)
+		}
+	}
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("oci: %w", err)
+	}
+	h := sha256.New()
+	have, err := io.Copy(h, f)
+	if err == nil && have > size {
+		h.Reset()
+		have = 0
+		if err = f.Truncate(0); err == nil {
+			_, err = f.Seek(0, io.SeekStart)
+		}
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(part)
+		return nil, nil, 0, fmt.Errorf("oci: reading %s: %w", part, err)
+	}
+	return f, h, have, nil
+}
+
+// download appends the blob from offset have to f, hashing into h, until
+// size bytes are held. Retries of interrupted reads happen inside src
+// (RegistrySource) and, for other sources, up to 3 re-opens from the
+// current offset. On error, keep says whether the partial file is worth
+// keeping for a later resume (network trouble, ctx) or not (the blob is
+// not what was asked for).
+func download(ctx context.Context, src Source, digest string, size, have int64, f *os.File, h hash.Hash, progress func(int64)) (keep bool, err error) {
 	open := src.Open
 	if ro, ok := src.(rawOpener); ok {
 		open = ro.openRaw
@@ -439,8 +489,7 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 	for attempt := 0; have < size; attempt++ {
 		rc, oerr := open(ctx, digest, have)
 		if oerr != nil {
-			keep = retryable(ctx, oerr) || ctx.Err() != nil
-			return oerr
+			return retryable(ctx, oerr) || ctx.Err() != nil, oerr
 		}
 		w := io.MultiWriter(f, h)
 		if progress != nil {
@@ -450,42 +499,22 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 		rc.Close()
 		have += n
 		if have > size {
-			return fmt.Errorf("%w: blob %s is longer than %d bytes", ErrSizeMismatch, digest, size)
+			return false, fmt.Errorf("%w: blob %s is longer than %d bytes", ErrSizeMismatch, digest, size)
 		}
 		if cerr == nil && have < size {
-			return fmt.Errorf("%w: blob %s has %d bytes, want %d", ErrSizeMismatch, digest, have, size)
+			return false, fmt.Errorf("%w: blob %s has %d bytes, want %d", ErrSizeMismatch, digest, have, size)
 		}
 		if cerr != nil {
 			if errors.Is(cerr, ErrDigestMismatch) || errors.Is(cerr, ErrSizeMismatch) {
-				return cerr
+				return false, cerr
 			}
 			var perr *os.PathError
 			if errors.As(cerr, &perr) || !retryable(ctx, cerr) || attempt >= reopens {
-				keep = ctx.Err() != nil || retryable(ctx, cerr)
-				return cerr
+				return ctx.Err() != nil || retryable(ctx, cerr), cerr
 			}
 		}
 	}
-	// Exactly size bytes; nothing more must follow, which the LimitReader
-	// above already checked when the last copy ended cleanly.
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
-		return fmt.Errorf("%w: downloaded blob hashes to %s, want %s", ErrDigestMismatch, got, digest)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("oci: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		f = nil
-		return fmt.Errorf("oci: %w", err)
-	}
-	f = nil
-	if err := os.Rename(part, path); err != nil {
-		return fmt.Errorf("oci: %w", err)
-	}
-	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("oci: %w", err)
-	}
-	return nil
+	return false, nil
 }
 
 type progressWriter struct {

@@ -20,7 +20,7 @@
 # ${TMPDIR:-/tmp}/upkit-registry-FLAVOR/ (config, data/, log, pid, addr). stdout carries only
 # what the command prints (a path or an address); messages go to stderr.
 #
-# The Go tests do not use `start`: internal/registrytest runs the same binaries directly, one
+# The Go tests do not use `start`: internal/testutil/registrytest runs the same binaries directly, one
 # fresh registry per test, and FAILS (never skips) with the install command when one is missing.
 #
 # Env: UPKIT_TOOLS_DIR (tools cache), UPKIT_OLAREG_BIN and UPKIT_DISTRIBUTION_BIN (use these

@@ -38,7 +38,7 @@ const pkcs11MaxSessions = 4
 // Errors: ErrPKCS11URI, ErrPKCS11Module (no module or it cannot be loaded),
 // ErrPKCS11Token, ErrPKCS11PIN (missing or refused), ErrPKCS11Object (no
 // key pair with that label/id, or several), ErrPKCS11 (anything else the
-// token reports), pubkey.ErrUnsupportedKey (a key other than ECDSA P-256).
+// token reports), spec.ErrUnsupportedKey (a key other than ECDSA P-256).
 func LoadPKCS11(ctx context.Context, ref string, opts PKCS11Options) (*Signer, error) {
 	k, err := openPKCS11(ctx, ref, opts)
 	if err != nil {
@@ -85,65 +85,12 @@ func GeneratePKCS11(ctx context.Context, ref string, opts PKCS11Options) (*Signe
 		return nil, err
 	}
 	defer c.Close()
-	for _, q := range [][2][]byte{{nil, []byte(k.uri.Object)}, {k.uri.ID, nil}} {
-		if q[0] == nil && q[1] == nil {
-			continue
-		}
-		found, err := c.FindKeyPairs(q[0], q[1])
-		if err != nil {
-			return nil, k.wrap("looking for existing keys", err)
-		}
-		if len(found) > 0 {
-			what := fmt.Sprintf("labelled %q", q[1])
-			if q[0] != nil {
-				what = fmt.Sprintf("with id %x", q[0])
-			}
-			return nil, fmt.Errorf("%w: %s already holds a key pair %s; choose another object= label (or id=)", ErrExists, k.uri.tokenDesc(), what)
-		}
+	if err := k.refuseExisting(c); err != nil {
+		return nil, err
 	}
-
-	public, private := crypto11.NewAttributeSet(), crypto11.NewAttributeSet()
-	for _, a := range []struct {
-		t crypto11.AttributeType
-		v any
-	}{
-		{crypto11.CkaId, id},
-		{crypto11.CkaLabel, []byte(k.uri.Object)},
-	} {
-		if err := public.Set(a.t, a.v); err != nil {
-			return nil, err
-		}
-		if err := private.Set(a.t, a.v); err != nil {
-			return nil, err
-		}
-	}
-	for _, a := range []struct {
-		t crypto11.AttributeType
-		v bool
-	}{
-		{crypto11.CkaToken, true},
-		{crypto11.CkaPrivate, true},
-		{crypto11.CkaSign, true},
-		{crypto11.CkaSensitive, true},
-		{crypto11.CkaExtractable, false},
-		{crypto11.CkaDerive, false},
-		{crypto11.CkaDecrypt, false},
-	} {
-		if err := private.Set(a.t, a.v); err != nil {
-			return nil, err
-		}
-	}
-	for _, a := range []struct {
-		t crypto11.AttributeType
-		v bool
-	}{
-		{crypto11.CkaToken, true},
-		{crypto11.CkaPrivate, false},
-		{crypto11.CkaVerify, true},
-	} {
-		if err := public.Set(a.t, a.v); err != nil {
-			return nil, err
-		}
+	public, private, err := newKeyAttributes(id, k.uri.Object)
+	if err != nil {
+		return nil, err
 	}
 	key, err := c.GenerateECDSAKeyPairWithAttributes(public, private, elliptic.P256())
 	if err != nil {
@@ -158,6 +105,62 @@ func GeneratePKCS11(ctx context.Context, ref string, opts PKCS11Options) (*Signe
 	k.pub = key.Public()
 	k.uri.ID = id
 	return NewSigner(k)
+}
+
+// refuseExisting fails with ErrExists if the token already holds a key
+// pair with the URI's label or id.
+func (k *pkcs11Key) refuseExisting(c *crypto11.Context) error {
+	for _, q := range [][2][]byte{{nil, []byte(k.uri.Object)}, {k.uri.ID, nil}} {
+		if q[0] == nil && q[1] == nil {
+			continue
+		}
+		found, err := c.FindKeyPairs(q[0], q[1])
+		if err != nil {
+			return k.wrap("looking for existing keys", err)
+		}
+		if len(found) > 0 {
+			what := fmt.Sprintf("labelled %q", q[1])
+			if q[0] != nil {
+				what = fmt.Sprintf("with id %x", q[0])
+			}
+			return fmt.Errorf("%w: %s already holds a key pair %s; choose another object= label (or id=)", ErrExists, k.uri.tokenDesc(), what)
+		}
+	}
+	return nil
+}
+
+// newKeyAttributes are the attributes of a new key pair: id and label on
+// both halves; a private half on the token, private, for signing only,
+// sensitive and not extractable; a public half on the token, for
+// verifying.
+func newKeyAttributes(id []byte, label string) (public, private crypto11.AttributeSet, err error) {
+	public, private = crypto11.NewAttributeSet(), crypto11.NewAttributeSet()
+	for _, a := range []struct {
+		t crypto11.AttributeType
+		v any
+	}{{crypto11.CkaId, id}, {crypto11.CkaLabel, []byte(label)}} {
+		if err := public.Set(a.t, a.v); err != nil {
+			return nil, nil, err
+		}
+		if err := private.Set(a.t, a.v); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, a := range []struct {
+		set crypto11.AttributeSet
+		t   crypto11.AttributeType
+		v   bool
+	}{
+		{private, crypto11.CkaToken, true}, {private, crypto11.CkaPrivate, true}, {private, crypto11.CkaSign, true},
+		{private, crypto11.CkaSensitive, true}, {private, crypto11.CkaExtractable, false},
+		{private, crypto11.CkaDerive, false}, {private, crypto11.CkaDecrypt, false},
+		{public, crypto11.CkaToken, true}, {public, crypto11.CkaPrivate, false}, {public, crypto11.CkaVerify, true},
+	} {
+		if err := a.set.Set(a.t, a.v); err != nil {
+			return nil, nil, err
+		}
+	}
+	return public, private, nil
 }
 
 // checkPrivateAttributes confirms that the private half of key is sensitive

@@ -18,8 +18,8 @@ import (
 	"github.com/ThalesIgnite/crypto11"
 	"github.com/miekg/pkcs11"
 
-	"github.com/upkit/upkit/internal/pubkey"
-	"github.com/upkit/upkit/internal/softhsmtest"
+	"github.com/upkit/upkit/internal/testutil/softhsmtest"
+	"github.com/upkit/upkit/spec"
 )
 
 const (
@@ -49,11 +49,11 @@ func TestPKCS11GenerateSignVerify(t *testing.T) {
 	ctx := context.Background()
 	ref := "pkcs11:token=" + testToken + ";object=release"
 	gen := generate(t, ref, opts)
-	if gen.Public().Algorithm != pubkey.ECDSAP256 {
-		t.Fatalf("algorithm %s, want %s", gen.Public().Algorithm, pubkey.ECDSAP256)
+	if gen.Public().Algorithm != spec.AlgorithmECDSAP256 {
+		t.Fatalf("algorithm %s, want %s", gen.Public().Algorithm, spec.AlgorithmECDSAP256)
 	}
 	// The exported PEM is what goes into a trust root.
-	pemPub, err := pubkey.ParsePEM(gen.Public().PEM())
+	pemPub, err := spec.ParsePublicKeyPEM(gen.Public().PEM())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestPKCS11GenerateSignVerify(t *testing.T) {
 		if err := pemPub.Verify(msg, sig); err != nil {
 			t.Fatalf("stdlib verification with the exported public key: %v", err)
 		}
-		if err := pemPub.Verify(append(msg, 'x'), sig); !errors.Is(err, pubkey.ErrBadSignature) {
+		if err := pemPub.Verify(append(msg, 'x'), sig); !errors.Is(err, spec.ErrBadSignature) {
 			t.Fatalf("altered message: got %v, want ErrBadSignature", err)
 		}
 	}
@@ -107,7 +107,7 @@ func TestPKCS11KeyIDMatchesTokenPublicKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id := pubkey.IDFromDER(der); id != s.KeyID() {
+	if id := spec.KeyID(der); id != s.KeyID() {
 		t.Fatalf("key ID from the token's public object %s, signer says %s", id, s.KeyID())
 	}
 }
@@ -459,7 +459,7 @@ func TestPKCS11ConcurrentSign(t *testing.T) {
 }
 
 // Keys made by other tools load when they are ECDSA P-256; others are
-// refused with pubkey.ErrUnsupportedKey.
+// refused with spec.ErrUnsupportedKey.
 func TestPKCS11KeysMadeElsewhere(t *testing.T) {
 	opts := newToken(t)
 	c, err := crypto11.Configure(&crypto11.Config{Path: opts.ModulePath, TokenLabel: testToken, Pin: testPIN})
@@ -491,8 +491,8 @@ func TestPKCS11KeysMadeElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, label := range []string{"p384", "rsa"} {
-		if _, err := LoadPKCS11(ctx, "pkcs11:token="+testToken+";object="+label, opts); !errors.Is(err, pubkey.ErrUnsupportedKey) {
-			t.Errorf("%s key: got %v, want pubkey.ErrUnsupportedKey", label, err)
+		if _, err := LoadPKCS11(ctx, "pkcs11:token="+testToken+";object="+label, opts); !errors.Is(err, spec.ErrUnsupportedKey) {
+			t.Errorf("%s key: got %v, want spec.ErrUnsupportedKey", label, err)
 		}
 	}
 }

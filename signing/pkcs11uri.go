@@ -93,115 +93,132 @@ func ParsePKCS11URI(s string) (*PKCS11URI, error) {
 	if strings.Contains(query, "#") || strings.Contains(path, "#") {
 		return nil, fmt.Errorf("%w: fragments (#) are not allowed", ErrPKCS11URI)
 	}
-	u := &PKCS11URI{}
-	seen := map[string]bool{}
-	attrs := func(part, sep string, inQuery bool) error {
-		if part == "" {
-			return nil
-		}
-		for _, a := range strings.Split(part, sep) {
-			name, raw, ok := strings.Cut(a, "=")
-			if !ok || name == "" {
-				return fmt.Errorf("%w: attribute %q is not name=value", ErrPKCS11URI, a)
-			}
-			if name == "pin-value" {
-				return fmt.Errorf("%w: pin-value is refused: a PIN written in a key reference ends up in shell history, CI logs and process listings; put it in a file named by pin-source=file:/path or in the %s environment variable", ErrPKCS11URI, PKCS11PINEnv)
-			}
-			if seen[name] {
-				return fmt.Errorf("%w: attribute %s given twice", ErrPKCS11URI, name)
-			}
-			seen[name] = true
-			val, err := url.PathUnescape(raw)
-			if err != nil {
-				return fmt.Errorf("%w: attribute %s: bad percent-encoding: %v", ErrPKCS11URI, name, err)
-			}
-			isQuery := name == "module-path" || name == "pin-source" || name == "module-name"
-			if isQuery != inQuery {
-				if isQuery {
-					return fmt.Errorf("%w: %s is a query attribute: write it after '?', as in pkcs11:token=T;object=K?%s=...", ErrPKCS11URI, name, name)
-				}
-				if strings.HasPrefix(name, "x-") {
-					continue // vendor attribute in the query: ignored (RFC 7512 §2.3)
-				}
-				return fmt.Errorf("%w: %s is a path attribute: write it before '?', separated by ';'", ErrPKCS11URI, name)
-			}
-			switch name {
-			case "token":
-				u.Token = val
-			case "serial":
-				u.Serial = val
-			case "slot-id":
-				n, err := strconv.ParseUint(val, 10, strconv.IntSize-1)
-				if err != nil {
-					return fmt.Errorf("%w: slot-id %q is not a decimal slot number", ErrPKCS11URI, val)
-				}
-				id := uint(n)
-				u.SlotID = &id
-			case "object":
-				u.Object = val
-			case "id":
-				if val == "" {
-					return fmt.Errorf("%w: empty id", ErrPKCS11URI)
-				}
-				u.ID = []byte(val)
-			case "type":
-				if val != "private" {
-					return fmt.Errorf("%w: type=%s: upkit uses private keys (type=private, or leave type out)", ErrPKCS11URI, val)
-				}
-			case "module-path":
-				if val == "" {
-					return fmt.Errorf("%w: empty module-path", ErrPKCS11URI)
-				}
-				u.ModulePath = val
-			case "pin-source":
-				if val == "" {
-					return fmt.Errorf("%w: empty pin-source", ErrPKCS11URI)
-				}
-				u.PINSource = val
-			case "module-name":
-				return fmt.Errorf("%w: module-name is not supported: give the module's file with module-path= or %s", ErrPKCS11URI, PKCS11ModuleEnv)
-			default:
-				if strings.HasPrefix(name, "x-") {
-					continue // vendor-specific: ignored (RFC 7512 §2.3)
-				}
-				return fmt.Errorf("%w: attribute %s is not supported (upkit understands token, serial, slot-id, object, id, type, module-path, pin-source)", ErrPKCS11URI, name)
-			}
-		}
+	p := uriParser{u: &PKCS11URI{}, seen: map[string]bool{}}
+	if err := p.attrs(path, ";", false); err != nil {
+		return nil, err
+	}
+	if err := p.attrs(query, "&", true); err != nil {
+		return nil, err
+	}
+	if err := p.check(s); err != nil {
+		return nil, err
+	}
+	return p.u, nil
+}
+
+// uriParser is one run of ParsePKCS11URI.
+type uriParser struct {
+	u    *PKCS11URI
+	seen map[string]bool
+}
+
+// attrs reads the path (sep ";") or query (sep "&") attributes.
+func (p *uriParser) attrs(part, sep string, inQuery bool) error {
+	if part == "" {
 		return nil
 	}
-	if err := attrs(path, ";", false); err != nil {
-		return nil, err
+	for _, a := range strings.Split(part, sep) {
+		name, raw, ok := strings.Cut(a, "=")
+		if !ok || name == "" {
+			return fmt.Errorf("%w: attribute %q is not name=value", ErrPKCS11URI, a)
+		}
+		if name == "pin-value" {
+			return fmt.Errorf("%w: pin-value is refused: a PIN written in a key reference ends up in shell history, CI logs and process listings; put it in a file named by pin-source=file:/path or in the %s environment variable", ErrPKCS11URI, PKCS11PINEnv)
+		}
+		if p.seen[name] {
+			return fmt.Errorf("%w: attribute %s given twice", ErrPKCS11URI, name)
+		}
+		p.seen[name] = true
+		val, err := url.PathUnescape(raw)
+		if err != nil {
+			return fmt.Errorf("%w: attribute %s: bad percent-encoding: %v", ErrPKCS11URI, name, err)
+		}
+		isQuery := name == "module-path" || name == "pin-source" || name == "module-name"
+		if isQuery != inQuery {
+			if isQuery {
+				return fmt.Errorf("%w: %s is a query attribute: write it after '?', as in pkcs11:token=T;object=K?%s=...", ErrPKCS11URI, name, name)
+			}
+			if strings.HasPrefix(name, "x-") {
+				continue // vendor attribute in the query: ignored (RFC 7512 §2.3)
+			}
+			return fmt.Errorf("%w: %s is a path attribute: write it before '?', separated by ';'", ErrPKCS11URI, name)
+		}
+		if err := p.set(name, val); err != nil {
+			return err
+		}
 	}
-	if err := attrs(query, "&", true); err != nil {
-		return nil, err
+	return nil
+}
+
+// set stores one attribute.
+func (p *uriParser) set(name, val string) error {
+	u := p.u
+	switch name {
+	case "token":
+		u.Token = val
+	case "serial":
+		u.Serial = val
+	case "slot-id":
+		n, err := strconv.ParseUint(val, 10, strconv.IntSize-1)
+		if err != nil {
+			return fmt.Errorf("%w: slot-id %q is not a decimal slot number", ErrPKCS11URI, val)
+		}
+		id := uint(n)
+		u.SlotID = &id
+	case "object":
+		u.Object = val
+	case "id":
+		if val == "" {
+			return fmt.Errorf("%w: empty id", ErrPKCS11URI)
+		}
+		u.ID = []byte(val)
+	case "type":
+		if val != "private" {
+			return fmt.Errorf("%w: type=%s: upkit uses private keys (type=private, or leave type out)", ErrPKCS11URI, val)
+		}
+	case "module-path", "pin-source":
+		if val == "" {
+			return fmt.Errorf("%w: empty %s", ErrPKCS11URI, name)
+		}
+		if name == "module-path" {
+			u.ModulePath = val
+		} else {
+			u.PINSource = val
+		}
+	case "module-name":
+		return fmt.Errorf("%w: module-name is not supported: give the module's file with module-path= or %s", ErrPKCS11URI, PKCS11ModuleEnv)
+	default:
+		if !strings.HasPrefix(name, "x-") { // vendor-specific: ignored (RFC 7512 §2.3)
+			return fmt.Errorf("%w: attribute %s is not supported (upkit understands token, serial, slot-id, object, id, type, module-path, pin-source)", ErrPKCS11URI, name)
+		}
 	}
+	return nil
+}
+
+// check requires exactly one token selector and a key, none of them empty.
+func (p *uriParser) check(s string) error {
+	u, seen := p.u, p.seen
 	var sel []string
-	if seen["token"] {
-		sel = append(sel, "token")
-	}
-	if seen["serial"] {
-		sel = append(sel, "serial")
-	}
-	if seen["slot-id"] {
-		sel = append(sel, "slot-id")
+	for _, n := range []string{"token", "serial", "slot-id"} {
+		if seen[n] {
+			sel = append(sel, n)
+		}
 	}
 	switch {
 	case len(sel) == 0:
-		return nil, fmt.Errorf("%w: no token: add token=LABEL (or serial= or slot-id=) to %q", ErrPKCS11URI, s)
+		return fmt.Errorf("%w: no token: add token=LABEL (or serial= or slot-id=) to %q", ErrPKCS11URI, s)
 	case len(sel) > 1:
-		return nil, fmt.Errorf("%w: token selected by both %s: use one", ErrPKCS11URI, strings.Join(sel, " and "))
+		return fmt.Errorf("%w: token selected by both %s: use one", ErrPKCS11URI, strings.Join(sel, " and "))
 	case seen["token"] && u.Token == "":
-		return nil, fmt.Errorf("%w: empty token label", ErrPKCS11URI)
+		return fmt.Errorf("%w: empty token label", ErrPKCS11URI)
 	case seen["serial"] && u.Serial == "":
-		return nil, fmt.Errorf("%w: empty serial", ErrPKCS11URI)
+		return fmt.Errorf("%w: empty serial", ErrPKCS11URI)
+	case seen["object"] && u.Object == "":
+		return fmt.Errorf("%w: empty object label", ErrPKCS11URI)
+	case u.Object == "" && u.ID == nil:
+		return fmt.Errorf("%w: no key: add object=KEYLABEL (or id=) to %q", ErrPKCS11URI, s)
 	}
-	if seen["object"] && u.Object == "" {
-		return nil, fmt.Errorf("%w: empty object label", ErrPKCS11URI)
-	}
-	if u.Object == "" && u.ID == nil {
-		return nil, fmt.Errorf("%w: no key: add object=KEYLABEL (or id=) to %q", ErrPKCS11URI, s)
-	}
-	return u, nil
+	return nil
 }
 
 // String returns the URI in canonical form: path attributes in a fixed

@@ -1,8 +1,9 @@
 // Package signing holds the release side of upkit's keys: generating key
 // pairs, reading and writing encrypted key files, and loading signers from a
 // key reference (a key file, a PKCS#11 URI or a KMS URI). It adapts them all to *Signer,
-// which satisfies the small Signer interfaces that imagepkg and manifest
-// declare (KeyID + Sign), so the format packages never import sigstore.
+// which satisfies spec.Signer and spec.PublicSigner (key ID, sign bytes,
+// public key), the one signing interface the format packages take, so they
+// never import sigstore.
 //
 // Key files are interchangeable with cosign's: the private key is PKCS#8,
 // encrypted with sigstore's cryptoutils (scrypt + secretbox, PEM type
@@ -29,13 +30,13 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature/options"
 
 	"github.com/upkit/upkit/internal/atomicfile"
-	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/spec"
 )
 
 // Algorithms accepted by Generate.
 const (
-	AlgorithmECDSAP256 = pubkey.ECDSAP256
-	AlgorithmEd25519   = pubkey.Ed25519
+	AlgorithmECDSAP256 = spec.AlgorithmECDSAP256
+	AlgorithmEd25519   = spec.AlgorithmEd25519
 )
 
 // MaxKeyFileSize bounds key files read from disk.
@@ -59,17 +60,19 @@ var (
 type PassFunc = cryptoutils.PassFunc
 
 // Signer signs with a private key held in a file, a KMS or a token. It
-// satisfies imagepkg.Signer and manifest.Signer.
+// satisfies spec.PublicSigner.
 type Signer struct {
-	key *pubkey.Key
+	key *spec.PublicKey
 	sv  signature.Signer
 }
+
+var _ spec.PublicSigner = (*Signer)(nil)
 
 // KeyID returns the lowercase hex sha256 of the signer's DER SubjectPublicKeyInfo.
 func (s *Signer) KeyID() string { return s.key.ID }
 
 // Public returns the signer's public key.
-func (s *Signer) Public() *pubkey.Key { return s.key }
+func (s *Signer) Public() *spec.PublicKey { return s.key }
 
 // Sign signs message: Ed25519 over the bytes, ECDSA P-256 over their SHA-256
 // (ASN.1 DER signature). The signature is checked against the public key
@@ -95,7 +98,7 @@ func NewSigner(sv signature.Signer) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing: reading the signer's public key: %w", err)
 	}
-	k, err := pubkey.FromPublic(pub)
+	k, err := spec.NewPublicKey(pub)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +163,7 @@ func DecodePrivateKey(data []byte, pf PassFunc) (crypto.PrivateKey, error) {
 		}
 		return nil, fmt.Errorf("%w: %v", ErrKeyFile, err)
 	}
-	if _, err := pubkey.AlgorithmOf(publicOf(priv)); err != nil {
+	if _, err := spec.AlgorithmOf(publicOf(priv)); err != nil {
 		return nil, err
 	}
 	return priv, nil
@@ -188,8 +191,8 @@ func publicOf(priv crypto.PrivateKey) crypto.PublicKey {
 // WriteKeyPair writes PREFIX.key (encrypted) and PREFIX.pub (PEM). It refuses
 // to overwrite either file, and writes each through a temporary file renamed
 // into place, so a failure never leaves half a key behind.
-func WriteKeyPair(prefix string, priv crypto.Signer, password []byte) (*pubkey.Key, error) {
-	k, err := pubkey.FromPublic(priv.Public())
+func WriteKeyPair(prefix string, priv crypto.Signer, password []byte) (*spec.PublicKey, error) {
+	k, err := spec.NewPublicKey(priv.Public())
 	if err != nil {
 		return nil, err
 	}
@@ -215,36 +218,26 @@ func WriteKeyPair(prefix string, priv crypto.Signer, password []byte) (*pubkey.K
 
 // LoadPublicKey reads a PEM public key file, or derives the public key from
 // a key reference that is not a file (a KMS URI).
-func LoadPublicKey(path string) (*pubkey.Key, error) {
+func LoadPublicKey(path string) (*spec.PublicKey, error) {
 	data, err := readBounded(path)
 	if err != nil {
 		return nil, err
 	}
-	k, err := pubkey.ParsePEM(data)
+	k, err := spec.ParsePublicKeyPEM(data)
 	if err != nil {
 		return nil, fmt.Errorf("reading public key %s: %w", path, err)
 	}
 	return k, nil
 }
 
+// readBounded reads a key file of at most MaxKeyFileSize bytes
+// (spec.ReadFile; a larger one is ErrKeyFile).
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	data, err := spec.ReadFile(path, MaxKeyFileSize)
+	if errors.Is(err, spec.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %v", ErrKeyFile, err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() > MaxKeyFileSize {
-		return nil, fmt.Errorf("%w: %s is %d bytes, limit %d", ErrKeyFile, path, st.Size(), MaxKeyFileSize)
-	}
-	data := make([]byte, st.Size())
-	if _, err := f.ReadAt(data, 0); err != nil && st.Size() > 0 {
-		return nil, err
-	}
-	return data, nil
+	return data, err
 }
 
 // IsKMSRef reports whether ref is a KMS URI (scheme://...) rather than a path.
@@ -299,4 +292,21 @@ func short(id string) string {
 		return id[:16]
 	}
 	return id
+}
+
+// PublicKeyOf returns the public key a reference names: a public key file
+// (PEM), or the public half of a private key reference (a key file, whose
+// password pf gives, a KMS URI or a pkcs11: URI).
+func PublicKeyOf(ctx context.Context, ref string, pf PassFunc) (*spec.PublicKey, error) {
+	if !IsKMSRef(ref) && !IsPKCS11Ref(ref) {
+		k, err := LoadPublicKey(ref)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return k, err
+		}
+	}
+	s, err := Load(ctx, ref, pf)
+	if err != nil {
+		return nil, err
+	}
+	return s.Public(), nil
 }

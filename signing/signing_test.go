@@ -14,7 +14,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
-	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/spec"
 )
 
 func TestGenerateWriteLoadSign(t *testing.T) {
@@ -59,7 +59,7 @@ func TestGenerateWriteLoadSign(t *testing.T) {
 			if err := pub.Verify(msg, sig); err != nil {
 				t.Fatalf("stdlib verification of our signature: %v", err)
 			}
-			if err := pub.Verify([]byte("other"), sig); !errors.Is(err, pubkey.ErrBadSignature) {
+			if err := pub.Verify([]byte("other"), sig); !errors.Is(err, spec.ErrBadSignature) {
 				t.Fatalf("wrong message: got %v, want ErrBadSignature", err)
 			}
 			// Refuses to overwrite.
@@ -157,7 +157,7 @@ func TestSigstoreInterop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("upkit cannot load sigstore's key: %v", err)
 	}
-	ck, err := pubkey.ParsePEM(pubPEM2)
+	ck, err := spec.ParsePublicKeyPEM(pubPEM2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,10 +180,24 @@ func TestSigstoreInterop(t *testing.T) {
 
 func TestUnsupportedKey(t *testing.T) {
 	priv, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if _, err := FromPrivateKey(priv); !errors.Is(err, pubkey.ErrUnsupportedKey) {
+	if _, err := FromPrivateKey(priv); !errors.Is(err, spec.ErrUnsupportedKey) {
 		t.Fatalf("P-384: got %v, want ErrUnsupportedKey", err)
 	}
 	if _, err := Generate("rsa-2048"); !errors.Is(err, ErrAlgorithm) {
 		t.Fatalf("rsa: got %v, want ErrAlgorithm", err)
+	}
+}
+
+func TestPublicKeyOf(t *testing.T) {
+	prefix, k := writeKey(t, AlgorithmECDSAP256, "pw")
+	dir := filepath.Dir(prefix)
+	pf := func(bool) ([]byte, error) { return []byte("pw"), nil }
+	for _, ref := range []string{prefix + ".pub", prefix + ".key"} {
+		if got, err := PublicKeyOf(context.Background(), ref, pf); err != nil || got.ID != k.ID {
+			t.Errorf("%s: %v", ref, err)
+		}
+	}
+	if _, err := PublicKeyOf(context.Background(), filepath.Join(dir, "missing"), pf); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -25,10 +24,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/upkit/upkit/spec"
+
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/device"
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/manifest"
 )
 
@@ -57,7 +58,7 @@ func main() {
 
 func digest(b []byte) string {
 	s := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(s[:])
+	return spec.Digest(s).String()
 }
 
 func newDevice(dir string) (*device.Device, *device.FileStore, *device.FileSlots, error) {
@@ -72,39 +73,7 @@ func gen(ctx context.Context, dir string, size int) error {
 	if err := os.MkdirAll(rel, 0o755); err != nil {
 		return err
 	}
-	// The old image mixes what OS images hold, per 1 MiB stripe: 512 KiB
-	// of random bytes (compressed content), 256 KiB of text-like bytes
-	// (16 symbols), 256 KiB of zeros (free space), so that the package's zstd stream uses its
-	// whole window.
-	r := rand.New(rand.NewChaCha8([32]byte{1}))
-	old := make([]byte, size)
-	text := []byte("etaoin shrdlu\n.,")
-	for i := 0; i < size; i += 8 {
-		switch off := i % (1 << 20); {
-		case off < 512<<10:
-			v := r.Uint64()
-			for j := 0; j < 8 && i+j < size; j++ {
-				old[i+j] = byte(v >> (8 * j))
-			}
-		case off < 768<<10:
-			v := r.Uint64()
-			for j := 0; j < 8 && i+j < size; j++ {
-				old[i+j] = text[int(v>>(4*j))&15]
-			}
-		}
-	}
-	// The new image: a byte changed every 64 KiB, 64 KiB inserted mid-way.
-	ins := make([]byte, 64<<10)
-	for i := range ins {
-		ins[i] = byte(r.Uint32())
-	}
-	newImg := make([]byte, 0, size+len(ins))
-	newImg = append(newImg, old[:size/2]...)
-	newImg = append(newImg, ins...)
-	newImg = append(newImg, old[size/2:]...)
-	for i := 0; i < len(newImg); i += 64 << 10 {
-		newImg[i] ^= 0x5a
-	}
+	old, newImg := images(size)
 	fmt.Fprintf(os.Stderr, "devicemem: creating the delta of %d -> %d bytes\n", len(old), len(newImg))
 	var patch bytes.Buffer
 	if _, err := delta.Create(ctx, old, newImg, &patch, nil); err != nil {
@@ -125,16 +94,7 @@ func gen(ctx context.Context, dir string, size int) error {
 	if err := os.WriteFile(filepath.Join(rel, "rootfs-2.0.0.upk"), pkg.Bytes(), 0o644); err != nil {
 		return err
 	}
-	id, pub := manifest.KeyOf(k.Public())
-	rootEnv, err := manifest.NewRootEnvelope(&manifest.Root{Version: 1, Expires: now.AddDate(5, 0, 0), Keys: map[string]manifest.Key{id: pub},
-		Roles: manifest.Roles{Root: manifest.Role{KeyIDs: []string{id}, Threshold: 1}, Release: manifest.Role{KeyIDs: []string{id}, Threshold: 1}}})
-	if err != nil {
-		return err
-	}
-	if err := manifest.Sign(ctx, rootEnv, k); err != nil {
-		return err
-	}
-	rootJSON, err := rootEnv.Marshal()
+	rootJSON, err := signedRoot(ctx, k)
 	if err != nil {
 		return err
 	}
@@ -156,6 +116,68 @@ func gen(ctx context.Context, dir string, size int) error {
 	if err := os.WriteFile(filepath.Join(rel, "release.json"), relJSON, 0o644); err != nil {
 		return err
 	}
+	if err := devices(ctx, dir, rootJSON, old); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "devicemem: image %d bytes, package %d bytes, delta %d bytes\n", len(newImg), pkg.Len(), patch.Len())
+	return nil
+}
+
+// images returns the old and new images of size bytes. The old image mixes
+// what OS images hold, per 1 MiB stripe: 512 KiB of random bytes
+// (compressed content), 256 KiB of text-like bytes (16 symbols), 256 KiB
+// of zeros (free space), so that the package's zstd stream uses its whole
+// window. The new image: a byte changed every 64 KiB, 64 KiB inserted
+// mid-way.
+func images(size int) (old, newImg []byte) {
+	r := rand.New(rand.NewChaCha8([32]byte{1}))
+	old = make([]byte, size)
+	text := []byte("etaoin shrdlu\n.,")
+	for i := 0; i < size; i += 8 {
+		switch off := i % (1 << 20); {
+		case off < 512<<10:
+			v := r.Uint64()
+			for j := 0; j < 8 && i+j < size; j++ {
+				old[i+j] = byte(v >> (8 * j))
+			}
+		case off < 768<<10:
+			v := r.Uint64()
+			for j := 0; j < 8 && i+j < size; j++ {
+				old[i+j] = text[int(v>>(4*j))&15]
+			}
+		}
+	}
+	ins := make([]byte, 64<<10)
+	for i := range ins {
+		ins[i] = byte(r.Uint32())
+	}
+	newImg = make([]byte, 0, size+len(ins))
+	newImg = append(newImg, old[:size/2]...)
+	newImg = append(newImg, ins...)
+	newImg = append(newImg, old[size/2:]...)
+	for i := 0; i < len(newImg); i += 64 << 10 {
+		newImg[i] ^= 0x5a
+	}
+	return old, newImg
+}
+
+// signedRoot is a trust root whose one key k signs roots and releases.
+func signedRoot(ctx context.Context, k *testkeys.Signer) ([]byte, error) {
+	id, pub := manifest.KeyOf(k.Public())
+	rootEnv, err := manifest.NewRootEnvelope(&manifest.Root{Version: 1, Expires: now.AddDate(5, 0, 0), Keys: map[string]manifest.Key{id: pub},
+		Roles: manifest.Roles{Root: manifest.Role{KeyIDs: []string{id}, Threshold: 1}, Release: manifest.Role{KeyIDs: []string{id}, Threshold: 1}}})
+	if err != nil {
+		return nil, err
+	}
+	if err := manifest.Sign(ctx, rootEnv, k); err != nil {
+		return nil, err
+	}
+	return rootEnv.Marshal()
+}
+
+// devices provisions DIR/dev-full (nothing installed) and DIR/dev-delta,
+// which runs the old image, release 1, in slot a.
+func devices(ctx context.Context, dir string, rootJSON, old []byte) error {
 	for _, name := range []string{"dev-delta", "dev-full"} {
 		d, store, slots, err := newDevice(filepath.Join(dir, name))
 		if err != nil {
@@ -167,7 +189,6 @@ func gen(ctx context.Context, dir string, size int) error {
 		if name == "dev-full" {
 			continue
 		}
-		// The device runs the old image, release 1, in slot a.
 		if err := os.MkdirAll(filepath.Join(dir, name, "slots"), 0o755); err != nil {
 			return err
 		}
@@ -188,7 +209,6 @@ func gen(ctx context.Context, dir string, size int) error {
 			return err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "devicemem: image %d bytes, package %d bytes, delta %d bytes\n", len(newImg), pkg.Len(), patch.Len())
 	return nil
 }
 
@@ -202,7 +222,7 @@ func run(ctx context.Context, dir, dev string) error {
 		return err
 	}
 	start := time.Now()
-	plan, err := d.Check(ctx, env, nil, now)
+	plan, err := d.CheckAndRecord(ctx, env, nil, now)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ import (
 	"os"
 
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 )
 
 func main() {

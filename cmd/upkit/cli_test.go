@@ -3,17 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/upkit/upkit/manifest"
 )
+
+// cliResult is what one in-process run of the CLI produced.
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
 
 // runCLI runs `upkit args...` in-process with the given environment
 // variables set for the duration of the test.
@@ -76,37 +78,6 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}
 }
 
-// Documents over the manifest size limit are refused before parsing, with
-// the manifest sentinel; other files over their limit name the limit.
-func TestReadLimited(t *testing.T) {
-	dir := t.TempDir()
-	big := filepath.Join(dir, "big.json")
-	if err := os.WriteFile(big, make([]byte, manifest.MaxDocumentSize+1), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mfReadFile(big); !errors.Is(err, manifest.ErrTooLarge) {
-		t.Fatalf("oversized document: %v, want manifest.ErrTooLarge", err)
-	}
-	if _, _, err := mfReadRelease(big); !errors.Is(err, manifest.ErrTooLarge) {
-		t.Fatalf("oversized release: %v, want manifest.ErrTooLarge", err)
-	}
-	if _, err := readLimited(big, 10); !errors.Is(err, errFileTooLarge) {
-		t.Fatalf("readLimited over its limit: %v, want errFileTooLarge", err)
-	}
-	if data, err := readLimited(big, manifest.MaxDocumentSize+1); err != nil || len(data) != manifest.MaxDocumentSize+1 {
-		t.Fatalf("readLimited at its limit: %d bytes, %v", len(data), err)
-	}
-	// A release file handed where a root is expected names what it is.
-	rel := filepath.Join(dir, "release.json")
-	env, _ := json.Marshal(map[string]any{"payloadType": manifest.ReleasePayloadType, "payload": "e30=", "signatures": []any{}})
-	if err := os.WriteFile(rel, env, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := mfReadRoot(rel); !errors.Is(err, manifest.ErrPayloadType) {
-		t.Fatalf("release as root: %v, want manifest.ErrPayloadType", err)
-	}
-}
-
 // delta apply refuses to write the new image over the old one (a usage
 // error, exit 2), also when --output names it through a link, and leaves
 // it untouched.
@@ -132,5 +103,53 @@ func TestDeltaApplyOutputIsOld(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(old); string(got) != "the old image" {
 		t.Fatalf("old image became %q", got)
+	}
+}
+
+// Flags may follow positional arguments on every command: for each leaf
+// command, --help after an argument shows the help, an unknown flag after
+// an argument is a usage error (exit 2) naming the flag, and a flag that
+// takes a value, given last without one, is a usage error naming it.
+func TestFlagsAnywhere(t *testing.T) {
+	app := newApp(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	var walk func(path []string, cmds []*cli.Command)
+	walk = func(path []string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			p := append(append([]string{}, path...), c.Name)
+			if len(c.Subcommands) > 0 {
+				walk(p, c.Subcommands)
+				continue
+			}
+			if c.Name == "help" {
+				continue
+			}
+			name := strings.Join(p, " ")
+			if r := runCLI(t, nil, append(p, "some-arg", "--help")...); r.code != 0 || !strings.Contains(r.stdout, "USAGE") {
+				t.Errorf("%s ARG --help: exit %d, stdout %q", name, r.code, r.stdout)
+			}
+			r := runCLI(t, nil, append(p, "some-arg", "--no-such-flag")...)
+			if r.code != exitUsage || !strings.Contains(r.stderr, "-no-such-flag") {
+				t.Errorf("%s ARG --no-such-flag: exit %d, stderr %q; want %d naming the flag", name, r.code, r.stderr, exitUsage)
+			}
+			for _, f := range c.Flags {
+				if d, ok := f.(cli.DocGenerationFlag); ok && d.TakesValue() {
+					flag := "--" + f.Names()[0]
+					r := runCLI(t, nil, append(p, "some-arg", flag)...)
+					if r.code != exitUsage || !strings.Contains(r.stderr, "flag needs an argument: -"+f.Names()[0]) {
+						t.Errorf("%s ARG %s (no value): exit %d, stderr %q", name, flag, r.code, r.stderr)
+					}
+					break
+				}
+			}
+		}
+	}
+	walk(nil, app.Commands)
+}
+
+// "--" ends flag parsing: what follows is a file name, not a flag.
+func TestDoubleDashEndsFlags(t *testing.T) {
+	r := runCLI(t, nil, "inspect", "--", "--json")
+	if r.code != exitFailed || !strings.Contains(r.stderr, "--json") {
+		t.Errorf("inspect -- --json: exit %d, stderr %q; want the file --json not found", r.code, r.stderr)
 	}
 }

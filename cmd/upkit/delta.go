@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"runtime/debug"
 
@@ -70,105 +65,32 @@ func deltaCreateAction(c *cli.Context) error {
 		return err
 	}
 	opts := &delta.Options{Window: c.Int("window"), BlockSize: c.Int("block-size"), ModelBits: c.Int("model-bits")}
-	old, oldPkg, err := readImage(c, c.String("from"))
-	if err != nil {
-		return err
-	}
-	new, newPkg, err := readImage(c, c.String("to"))
-	if err != nil {
-		return err
-	}
 	out := c.String("output")
-	sum := sha256.New()
-	var h *delta.Header
-	err = atomicWrite(out, func(w io.Writer) error {
-		bw := bufio.NewWriter(io.MultiWriter(w, sum))
-		var err error
-		if h, err = delta.Create(c.Context, old, new, bw, opts); err != nil {
-			return err
-		}
-		return bw.Flush()
-	})
+	old, err := imagepkg.OpenImage(c.Context, c.String("from"), filepath.Dir(out))
 	if err != nil {
-		if errors.Is(err, delta.ErrOptions) {
-			return usageError("%v", err)
-		}
 		return err
 	}
-	// A package's payload digest is what the patch must bind to.
-	for _, p := range []struct {
-		pkg  *imagepkg.Reader
-		got  string
-		name string
-	}{{oldPkg, h.OldDigest(), c.String("from")}, {newPkg, h.NewDigest(), c.String("to")}} {
-		if p.pkg != nil && p.pkg.Metadata.Payload.SHA256 != p.got {
-			return fmt.Errorf("%s: payload digest %s, metadata says %s", p.name, p.got, p.pkg.Metadata.Payload.SHA256)
-		}
+	defer old.Close()
+	new, err := imagepkg.OpenImage(c.Context, c.String("to"), filepath.Dir(out))
+	if err != nil {
+		return err
+	}
+	defer new.Close()
+	h, err := delta.CreateFile(c.Context, old.Path, new.Path, out, opts)
+	if errors.Is(err, delta.ErrOptions) {
+		return usageError("%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	info, err := delta.InspectFile(out)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(c.App.ErrWriter, "upkit: %s: %d bytes (%.2f%% of the new image), %s -> %s\n",
 		out, h.PatchSize(), 100*float64(h.PatchSize())/float64(max(h.NewSize, 1)), h.OldDigest(), h.NewDigest())
-	fmt.Fprintf(c.App.Writer, "sha256:%s\n", hex.EncodeToString(sum.Sum(nil)))
+	fmt.Fprintln(c.App.Writer, info.Digest)
 	return nil
-}
-
-// readImage reads a raw image, or the verified payload of a .upk package
-// (whose signature is not checked here: the patch binds to its digest).
-func readImage(c *cli.Context, path string) ([]byte, *imagepkg.Reader, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	br := bufio.NewReader(f)
-	if head, _ := br.Peek(len(imagepkg.Magic)); string(head) != imagepkg.Magic {
-		st, err := f.Stat()
-		if err != nil {
-			return nil, nil, err
-		}
-		if st.Size() > delta.MaxImageSize {
-			return nil, nil, fmt.Errorf("%s: %d bytes, more than the %d a patch allows", path, st.Size(), int64(delta.MaxImageSize))
-		}
-		b, err := readExactly(br, st.Size())
-		if err != nil {
-			return nil, nil, fmt.Errorf("reading %s: %w", path, err)
-		}
-		return b, nil, nil
-	}
-	p, err := imagepkg.Open(br)
-	if err != nil {
-		return nil, nil, verifyError(fmt.Errorf("%s: %w", path, err))
-	}
-	if p.Metadata.Payload.Size > delta.MaxImageSize {
-		return nil, nil, fmt.Errorf("%s: payload of %d bytes, more than the %d a patch allows", path, p.Metadata.Payload.Size, int64(delta.MaxImageSize))
-	}
-	// Reading to io.EOF is what verifies the payload's size and digest.
-	b, err := readExactly(p.Payload(), p.Metadata.Payload.Size)
-	if err != nil {
-		return nil, nil, verifyError(fmt.Errorf("%s: payload: %w", path, err))
-	}
-	return b, p, nil
-}
-
-// readExactly reads r to its end into one buffer of exactly size bytes
-// (the images are large: no growing and copying), failing if r holds a
-// different number of bytes.
-func readExactly(r io.Reader, size int64) ([]byte, error) {
-	b := make([]byte, size)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
-	}
-	var one [1]byte
-	if n, err := r.Read(one[:]); n > 0 {
-		return nil, fmt.Errorf("longer than the expected %d bytes", size)
-	} else if err == nil {
-		// A reader may return 0, nil; insist on the end.
-		if _, err := io.ReadFull(r, one[:]); !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("longer than the expected %d bytes (%v)", size, err)
-		}
-	} else if !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return b, nil
 }
 
 func deltaApplyCommand() *cli.Command {
@@ -203,69 +125,26 @@ func deltaApplyAction(c *cli.Context) error {
 	// often rather than let garbage double the resident size.
 	defer debug.SetGCPercent(debug.SetGCPercent(20))
 	patchPath, out := c.Args().First(), c.String("output")
-	oldPath, cleanup, err := oldImageFile(c, c.String("from"), filepath.Dir(out))
-	if err != nil {
-		return err
-	}
-	defer cleanup()
 	// --from itself, not the payload extracted from a .upk: neither the
 	// image nor the package it came in may be overwritten.
 	if atomicfile.SameFile(c.String("from"), out) {
 		return usageError("--output %s is the old image; write the new image elsewhere", out)
 	}
-	h, err := delta.ApplyFile(c.Context, oldPath, patchPath, out)
+	old, err := imagepkg.OpenImage(c.Context, c.String("from"), filepath.Dir(out))
 	if err != nil {
-		if isDeltaRejection(err) {
-			return verifyError(fmt.Errorf("%s: %w", patchPath, err))
-		}
+		return err
+	}
+	defer old.Close()
+	h, err := delta.ApplyFile(c.Context, old.Path, patchPath, out)
+	if errors.Is(err, delta.ErrRejected) {
+		return verifyError(fmt.Errorf("%s: %w", patchPath, err))
+	}
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.ErrWriter, "upkit: %s: %d bytes, %s\n", out, h.NewSize, h.NewDigest())
 	fmt.Fprintln(c.App.Writer, h.NewDigest())
 	return nil
-}
-
-func isDeltaRejection(err error) bool {
-	for _, s := range []error{delta.ErrMagic, delta.ErrVersion, delta.ErrBounds, delta.ErrCorrupt,
-		delta.ErrTruncated, delta.ErrTrailingData, delta.ErrWrongBase, delta.ErrNewDigest} {
-		if errors.Is(err, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// oldImageFile returns a file holding the old image: path itself, or for a
-// .upk package its payload extracted (and verified) to a temporary file in
-// dir, removed by cleanup.
-func oldImageFile(c *cli.Context, path, dir string) (string, func(), error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", nil, err
-	}
-	defer f.Close()
-	br := bufio.NewReader(f)
-	if head, _ := br.Peek(len(imagepkg.Magic)); string(head) != imagepkg.Magic {
-		return path, func() {}, nil
-	}
-	p, err := imagepkg.Open(br)
-	if err != nil {
-		return "", nil, verifyError(fmt.Errorf("%s: %w", path, err))
-	}
-	tmp, err := os.CreateTemp(dir, ".upkit-delta-old-*")
-	if err != nil {
-		return "", nil, err
-	}
-	cleanup := func() { tmp.Close(); os.Remove(tmp.Name()) }
-	if _, err := io.Copy(tmp, p.Payload()); err != nil {
-		cleanup()
-		return "", nil, verifyError(fmt.Errorf("%s: payload: %w", path, err))
-	}
-	if err := tmp.Close(); err != nil {
-		cleanup()
-		return "", nil, err
-	}
-	return tmp.Name(), cleanup, nil
 }
 
 func deltaInspectCommand() *cli.Command {
@@ -314,25 +193,15 @@ func deltaInspectAction(c *cli.Context) error {
 		return err
 	}
 	path := c.Args().First()
-	f, err := os.Open(path)
+	h, err := delta.InspectFile(path)
+	if errors.Is(err, delta.ErrRejected) {
+		return verifyError(err)
+	}
 	if err != nil {
 		return err
-	}
-	defer f.Close()
-	sum := sha256.New()
-	h, err := delta.ReadHeader(io.TeeReader(f, sum))
-	if err != nil {
-		return verifyError(fmt.Errorf("%s: %w", path, err))
-	}
-	n, err := io.Copy(sum, f)
-	if err != nil {
-		return err
-	}
-	if size := delta.HeaderSize + n; size != h.PatchSize() {
-		return verifyError(fmt.Errorf("%s: %d bytes, header declares %d", path, size, h.PatchSize()))
 	}
 	info := deltaInfo{
-		File: path, PatchDigest: "sha256:" + hex.EncodeToString(sum.Sum(nil)), PatchSize: h.PatchSize(),
+		File: path, PatchDigest: h.Digest, PatchSize: h.Size,
 		Version: int(h.Version), Algorithm: h.Algorithm.String(),
 		OldSize: h.OldSize, OldDigest: h.OldDigest(), NewSize: h.NewSize, NewDigest: h.NewDigest(),
 		Window: h.Window, BlockSize: h.BlockSize, CtrlSize: h.CtrlSize, ModelBits: int(h.ModelBits),

@@ -1,21 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/upkit/upkit/device"
+	"github.com/upkit/upkit/internal/devicedir"
 	"github.com/upkit/upkit/manifest"
 	"github.com/upkit/upkit/oci"
 )
@@ -23,16 +19,6 @@ import (
 // Exit codes of `upkit device update` besides 0 (installed, awaiting
 // commit) and 1 (refused or failed).
 const exitNothingToDo = 3
-
-// deviceConfigFile is the simulator's device description in --state DIR.
-const deviceConfigFile = "device.json"
-
-// deviceConfig is what `device init` records besides the library's state.
-type deviceConfig struct {
-	Hardware string `json:"hardware"`
-	Product  string `json:"product,omitempty"`
-	Slots    string `json:"slots"`
-}
 
 func deviceStateFlag() cli.Flag {
 	return &cli.StringFlag{Name: "state", Value: "upkit-device", EnvVars: []string{"UPKIT_DEVICE_STATE"},
@@ -58,31 +44,41 @@ Example:
    upkit device commit --state dev1
    upkit device status --state dev1 --json`,
 		Subcommands: []*cli.Command{
-			{
-				Name:      "init",
-				Usage:     "provision a simulated device with a trust root and its hardware name",
-				ArgsUsage: " ",
-				Description: `Verifies ROOT.json (self-signed by a threshold of its own root keys, not
+			deviceInitCommand(), deviceUpdateCommand(),
+			deviceStatusCommand(), deviceCommitCommand(), deviceRollbackCommand(),
+		},
+	}
+}
+
+func deviceInitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "init",
+		Usage:     "provision a simulated device with a trust root and its hardware name",
+		ArgsUsage: " ",
+		Description: `Verifies ROOT.json (self-signed by a threshold of its own root keys, not
 expired) and stores it as the device's trust root, with nothing installed.
 Refuses a DIR that already holds a device.
 
 Example:
    upkit device init --state dev1 --root root.json --hardware gw-100 --slots dev1/slots`,
-				Flags: []cli.Flag{
-					deviceStateFlag(),
-					&cli.StringFlag{Name: "root", Usage: "initial trust root `ROOT.json`", Required: true},
-					&cli.StringFlag{Name: "hardware", Usage: "the device's hardware `NAME`", Required: true},
-					&cli.StringFlag{Name: "slots", Usage: "directory `SLOTS` of the A/B slot files (default DIR/slots)"},
-					&cli.StringFlag{Name: "product", Usage: "accept only releases of product `NAME` (default: the first one committed)"},
-					&cli.StringFlag{Name: "now", Usage: "reference `TIME` (RFC 3339) for the root's expiry (default: now)"},
-				},
-				Action: deviceInit,
-			},
-			{
-				Name:      "update",
-				Usage:     "check a release and install it into the inactive slots",
-				ArgsUsage: "SOURCE",
-				Description: `SOURCE is a registry reference (host/repo:tag), an OCI image layout
+		Flags: []cli.Flag{
+			deviceStateFlag(),
+			&cli.StringFlag{Name: "root", Usage: "initial trust root `ROOT.json`", Required: true},
+			&cli.StringFlag{Name: "hardware", Usage: "the device's hardware `NAME`", Required: true},
+			&cli.StringFlag{Name: "slots", Usage: "directory `SLOTS` of the A/B slot files (default DIR/slots)"},
+			&cli.StringFlag{Name: "product", Usage: "accept only releases of product `NAME` (default: the first one committed)"},
+			&cli.StringFlag{Name: "now", Usage: "reference `TIME` (RFC 3339) for the root's expiry (default: now)"},
+		},
+		Action: deviceInit,
+	}
+}
+
+func deviceUpdateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "update",
+		Usage:     "check a release and install it into the inactive slots",
+		ArgsUsage: "SOURCE",
+		Description: `SOURCE is a registry reference (host/repo:tag), an OCI image layout
 (oci:DIR[:tag]) or a local release directory holding release.json and the
 packages and deltas it lists (any file names). All checks run before any
 download: signatures and threshold, expiry, freeze, hardware, release
@@ -99,104 +95,70 @@ Example:
    upkit device update --state dev1 oci:release-layout:12
    upkit device update --state dev1 --now 2026-06-01T00:00:00Z ./release-12/
    upkit device update --state dev1 --root-chain root-2.json localhost:5000/gw:13`,
-				Flags: []cli.Flag{
-					deviceStateFlag(),
-					&cli.StringFlag{Name: "now", Usage: "device clock `TIME` (RFC 3339) for expiry checks (default: now)"},
-					&cli.StringSliceFlag{Name: "root-chain", Usage: "newer trust root `ROOT.json` to rotate to first, in version order (repeatable)"},
-					&cli.StringFlag{Name: "release", Usage: "release envelope `FILE` for a local directory (default DIR/release.json)"},
-					&cli.BoolFlag{Name: "plain-http", Usage: "allow plain HTTP to a registry that is not on loopback"},
-					&cli.BoolFlag{Name: "full", Usage: "fetch full packages even where a delta applies (e.g. after a delta base mismatch)"},
-					&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
-				},
-				Action: deviceUpdate,
-			},
-			{
-				Name:      "status",
-				Usage:     "show the trust root, counters, installed and pending images",
-				ArgsUsage: " ",
-				Description: `Example:
+		Flags: []cli.Flag{
+			deviceStateFlag(),
+			&cli.StringFlag{Name: "now", Usage: "device clock `TIME` (RFC 3339) for expiry checks (default: now)"},
+			&cli.StringSliceFlag{Name: "root-chain", Usage: "newer trust root `ROOT.json` to rotate to first, in version order (repeatable)"},
+			&cli.StringFlag{Name: "release", Usage: "release envelope `FILE` for a local directory (default DIR/release.json)"},
+			&cli.BoolFlag{Name: "plain-http", Usage: "allow plain HTTP to a registry that is not on loopback"},
+			&cli.BoolFlag{Name: "full", Usage: "fetch full packages even where a delta applies (e.g. after a delta base mismatch)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
+		},
+		Action: deviceUpdate,
+	}
+}
+
+func deviceStatusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show the trust root, counters, installed and pending images",
+		ArgsUsage: " ",
+		Description: `Example:
    upkit device status --state dev1
    upkit device status --state dev1 --json | jq .components`,
-				Flags:  []cli.Flag{deviceStateFlag(), &cli.BoolFlag{Name: "json", Usage: "print the status as JSON on stdout"}},
-				Action: deviceStatus,
-			},
-			{
-				Name:      "commit",
-				Usage:     "commit the pending update (after a healthy boot): advance counters, switch slots",
-				ArgsUsage: " ",
-				Description: `Reads the pending slots back, then records them as installed and raises
+		Flags:  []cli.Flag{deviceStateFlag(), &cli.BoolFlag{Name: "json", Usage: "print the status as JSON on stdout"}},
+		Action: deviceStatus,
+	}
+}
+
+func deviceCommitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "commit",
+		Usage:     "commit the pending update (after a healthy boot): advance counters, switch slots",
+		ArgsUsage: " ",
+		Description: `Reads the pending slots back, then records them as installed and raises
 the release version and each component's security counter. After this
 the device never accepts anything older.
 
 Example:
    upkit device commit --state dev1`,
-				Flags:  []cli.Flag{deviceStateFlag()},
-				Action: deviceCommit,
-			},
-			{
-				Name:      "rollback",
-				Usage:     "abandon the pending update and boot the committed slots again",
-				ArgsUsage: " ",
-				Description: `Counters and versions stay where they are.
-
-Example:
-   upkit device rollback --state dev1`,
-				Flags:  []cli.Flag{deviceStateFlag()},
-				Action: deviceRollback,
-			},
-		},
+		Flags:  []cli.Flag{deviceStateFlag()},
+		Action: deviceCommit,
 	}
 }
 
-// deviceProgress returns a progress printer for a terminal stderr (one
-// self-overwriting line, at most 5 updates a second), or nil.
-func deviceProgress(c *cli.Context) func(device.Progress) {
-	f, ok := c.App.ErrWriter.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return nil
-	}
-	var last time.Time
-	return func(p device.Progress) {
-		if done := p.Done == p.Total; !done && time.Since(last) < 200*time.Millisecond {
-			return
-		}
-		last = time.Now()
-		fmt.Fprintf(f, "\r\033[K  %s: %s %s of %s", p.Component, p.Phase, humanSize(p.Done), humanSize(p.Total))
-		if p.Done == p.Total {
-			fmt.Fprint(f, "\r\033[K")
-		}
+func deviceRollbackCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rollback",
+		Usage:     "abandon the pending update and boot the committed slots again",
+		ArgsUsage: " ",
+		Description: `Counters and versions stay where they are.
+
+Example:
+   upkit device rollback --state dev1`,
+		Flags:  []cli.Flag{deviceStateFlag()},
+		Action: deviceRollback,
 	}
 }
 
 // openDevice opens the simulated device in --state DIR.
-func openDevice(c *cli.Context) (*device.Device, *deviceConfig, error) {
+func openDevice(c *cli.Context) (*device.Device, error) {
 	dir := c.String("state")
-	data, err := readLimited(filepath.Join(dir, deviceConfigFile), 64<<10)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, usageError("%s is not a device directory (run `upkit device init --state %s ...` first)", dir, dir)
+	d, _, err := devicedir.Open(dir, deviceProgress(c))
+	if errors.Is(err, devicedir.ErrNoDevice) {
+		return nil, usageError("%s is not a device directory (run `upkit device init --state %s ...` first)", dir, dir)
 	}
-	if err != nil {
-		return nil, nil, err
-	}
-	var cfg deviceConfig
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil || cfg.Hardware == "" || cfg.Slots == "" {
-		return nil, nil, fmt.Errorf("%s: not a valid device description (%v)", filepath.Join(dir, deviceConfigFile), err)
-	}
-	d, err := newSimDevice(dir, &cfg, deviceProgress(c))
-	return d, &cfg, err
-}
-
-func newSimDevice(dir string, cfg *deviceConfig, progress func(device.Progress)) (*device.Device, error) {
-	return device.New(device.Config{
-		Progress:   progress,
-		Store:      device.NewFileStore(filepath.Join(dir, "state"), nil),
-		Slots:      device.NewFileSlots(cfg.Slots, nil),
-		Hardware:   cfg.Hardware,
-		Product:    cfg.Product,
-		StagingDir: filepath.Join(dir, "staging"),
-	})
+	return d, err
 }
 
 func deviceInit(c *cli.Context) error {
@@ -208,74 +170,26 @@ func deviceInit(c *cli.Context) error {
 		return err
 	}
 	dir := c.String("state")
-	if _, err := os.Stat(filepath.Join(dir, deviceConfigFile)); err == nil {
+	rootEnv, err := manifest.ReadFile(c.String("root"))
+	if err != nil {
+		return err
+	}
+	cfg := devicedir.Config{Hardware: c.String("hardware"), Product: c.String("product"), Slots: c.String("slots")}
+	d, got, err := devicedir.Init(c.Context, dir, cfg, rootEnv, now)
+	switch {
+	case errors.Is(err, devicedir.ErrExists):
 		return usageError("%s already holds a device (remove it to start over)", dir)
-	}
-	rootEnv, err := os.ReadFile(c.String("root"))
-	if err != nil {
-		return err
-	}
-	slots := c.String("slots")
-	if slots == "" {
-		slots = filepath.Join(dir, "slots")
-	}
-	if slots, err = filepath.Abs(slots); err != nil {
-		return err
-	}
-	cfg := &deviceConfig{Hardware: c.String("hardware"), Product: c.String("product"), Slots: slots}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	d, err := newSimDevice(dir, cfg, nil)
-	if err != nil {
+	case errors.Is(err, device.ErrConfig):
 		return usageError("%v", err)
-	}
-	if err := d.Provision(c.Context, rootEnv, now); err != nil {
+	case err != nil:
 		return verifyError(fmt.Errorf("trust root %s: %w", c.String("root"), err))
-	}
-	data, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := atomicWrite(filepath.Join(dir, deviceConfigFile), func(w io.Writer) error {
-		_, err := w.Write(append(data, '\n'))
-		return err
-	}); err != nil {
-		return err
 	}
 	st, err := d.Status(c.Context)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.ErrWriter, "device initialized in %s: hardware %s, trust root version %d, slots in %s\n", dir, cfg.Hardware, st.RootVersion, slots)
+	fmt.Fprintf(c.App.ErrWriter, "device initialized in %s: hardware %s, trust root version %d, slots in %s\n", dir, got.Hardware, st.RootVersion, got.Slots)
 	return nil
-}
-
-// openSource resolves SOURCE into the release envelope and a blob source,
-// and for registries and layouts the OCI target (for attached deltas).
-func openSource(c *cli.Context, src string) ([]byte, device.Source, string, error) {
-	if fi, err := os.Stat(src); err == nil && fi.IsDir() {
-		if _, err := os.Stat(filepath.Join(src, "oci-layout")); err == nil {
-			src = oci.LayoutPrefix + src // an OCI image layout given as a plain path
-		} else {
-			envPath := c.String("release")
-			if envPath == "" {
-				envPath = filepath.Join(src, oci.DefaultEnvelopeTitle)
-			}
-			env, err := readLimited(envPath, manifest.MaxDocumentSize)
-			if err != nil {
-				return nil, nil, "", err
-			}
-			return env, device.NewDirSource(src), "", nil
-		}
-	}
-	opts := &oci.Options{PlainHTTP: c.Bool("plain-http")}
-	pulled, err := oci.Pull(c.Context, src, opts)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	s, err := oci.NewSource(src, opts)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	return pulled.Envelope, s, pulled.Target.String(), nil
 }
 
 func deviceUpdate(c *cli.Context) error {
@@ -286,29 +200,28 @@ func deviceUpdate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	d, _, err := openDevice(c)
+	d, err := openDevice(c)
 	if err != nil {
 		return err
 	}
 	var chain [][]byte
 	for _, p := range c.StringSlice("root-chain") {
-		b, err := readLimited(p, manifest.MaxDocumentSize)
+		b, err := manifest.ReadFile(p)
 		if err != nil {
 			return err
 		}
 		chain = append(chain, b)
 	}
-	env, src, target, err := openSource(c, c.Args().First())
+	opts := &oci.Options{PlainHTTP: c.Bool("plain-http")}
+	src, err := devicedir.OpenSource(c.Context, c.Args().First(), c.String("release"), opts)
 	if err != nil {
 		return err
 	}
-	ctx := c.Context
-	errw := c.App.ErrWriter
-	before, err := d.Status(ctx)
+	before, err := d.Status(c.Context)
 	if err != nil {
 		return err
 	}
-	plan, err := d.Check(ctx, env, chain, now)
+	plan, err := d.CheckAndRecord(c.Context, src.Envelope, chain, now)
 	if errors.Is(err, device.ErrNothingToDo) {
 		return withExitCode(exitNothingToDo, err)
 	}
@@ -317,25 +230,36 @@ func deviceUpdate(c *cli.Context) error {
 	}
 	if c.Bool("full") {
 		plan.UseFullPackages()
-	} else if target != "" {
-		useAttachedDeltas(c, target, before, plan)
+	} else if src.Target != "" && plan.WantsDeltas() {
+		// Deltas attached to the release after it was signed: unsigned,
+		// their result is checked against the signed payload digest.
+		deltas, err := oci.ListAttachedDeltas(c.Context, src.Target, opts)
+		if err != nil {
+			fmt.Fprintf(c.App.ErrWriter, "note: attached deltas not listed (%v); using full packages\n", err)
+		}
+		plan.UseDeltas(deltas)
 	}
+	return deviceInstall(c, d, src.Blobs, plan, before, now)
+}
+
+// deviceInstall installs a checked plan and reports it.
+func deviceInstall(c *cli.Context, d *device.Device, src device.Source, plan *device.Plan, before *device.Status, now time.Time) error {
+	errw := c.App.ErrWriter
 	fmt.Fprintf(errw, "release %s version %d (created %s, expires %s) verified against trust root version %d\n",
 		plan.Product, plan.ReleaseVersion, plan.Created.Format(time.RFC3339), plan.Expires.Format(time.RFC3339), plan.RootVersion)
 	for _, name := range plan.Unchanged {
 		fmt.Fprintf(errw, "  %s: already installed\n", name)
 	}
-	res, err := d.Install(ctx, src, plan, now)
+	res, err := d.Install(c.Context, src, plan, now)
+	if res != nil {
+		printInstalled(errw, before, res)
+	}
 	if err != nil {
-		if res != nil {
-			printInstalled(errw, before, res)
-		}
 		if errors.Is(err, device.ErrBaseMismatch) {
 			err = fmt.Errorf("%w (the committed slot differs from the recorded image; --full fetches full packages)", err)
 		}
 		return verifyError(fmt.Errorf("update failed: %w", err))
 	}
-	printInstalled(errw, before, res)
 	var fetched, full int64
 	for _, im := range res.Images {
 		fetched += im.Fetched
@@ -351,45 +275,6 @@ func deviceUpdate(c *cli.Context) error {
 		return printJSON(c.App.Writer, res)
 	}
 	return nil
-}
-
-// useAttachedDeltas switches full-package components of plan to deltas
-// attached to the release as OCI referrers after it was signed, when one
-// applies to the committed image. They are not signed; the device checks
-// their result against the signed payload digest (device.Plan.UseDelta).
-func useAttachedDeltas(c *cli.Context, target string, before *device.Status, plan *device.Plan) {
-	installed := map[string]string{}
-	for _, cs := range before.Components {
-		installed[cs.Component] = cs.PayloadDigest
-	}
-	var want []device.PlannedImage
-	for _, im := range plan.Images {
-		if im.Method == device.MethodFull && installed[im.Component] != "" {
-			want = append(want, im)
-		}
-	}
-	if len(want) == 0 {
-		return
-	}
-	arts, err := oci.Referrers(c.Context, target, &oci.Options{PlainHTTP: c.Bool("plain-http")})
-	if err != nil {
-		fmt.Fprintf(c.App.ErrWriter, "note: attached deltas not listed (%v); using full packages\n", err)
-		return
-	}
-	for _, im := range want {
-		from := installed[im.Component]
-	search:
-		for _, a := range arts {
-			for _, b := range a.Layers {
-				if b.MediaType == oci.MediaTypeDelta && b.Annotations[oci.AnnotationDeltaFrom] == from &&
-					b.Annotations[oci.AnnotationDeltaTo] == im.PayloadDigest && b.Size <= im.PackageSize {
-					if plan.UseDelta(im.Component, from, im.PayloadDigest, b.Digest, b.Size) == nil {
-						break search
-					}
-				}
-			}
-		}
-	}
 }
 
 func printInstalled(w io.Writer, before *device.Status, res *device.Result) {
@@ -424,7 +309,7 @@ func deviceStatus(c *cli.Context) error {
 	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	d, _, err := openDevice(c)
+	d, err := openDevice(c)
 	if err != nil {
 		return err
 	}
@@ -465,7 +350,7 @@ func deviceCommit(c *cli.Context) error {
 	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	d, _, err := openDevice(c)
+	d, err := openDevice(c)
 	if err != nil {
 		return err
 	}
@@ -487,7 +372,7 @@ func deviceRollback(c *cli.Context) error {
 	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	d, _, err := openDevice(c)
+	d, err := openDevice(c)
 	if err != nil {
 		return err
 	}

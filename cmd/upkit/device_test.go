@@ -15,7 +15,7 @@ import (
 
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/testkeys"
+	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/manifest"
 	"github.com/upkit/upkit/oci"
 )

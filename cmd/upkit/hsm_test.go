@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/upkit/upkit/internal/pubkey"
-	"github.com/upkit/upkit/internal/softhsmtest"
+	"github.com/upkit/upkit/internal/testutil/softhsmtest"
 	"github.com/upkit/upkit/signing"
+	"github.com/upkit/upkit/spec"
 )
 
 const (
@@ -39,11 +39,11 @@ func TestHSMKeyGenerateIDExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := pubkey.ParsePEM(data)
+	pub, err := spec.ParsePublicKeyPEM(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pub.ID != id || pub.Algorithm != pubkey.ECDSAP256 {
+	if pub.ID != id || pub.Algorithm != spec.AlgorithmECDSAP256 {
 		t.Fatalf("generate printed %s; %s holds %s %s", id, pubPath, pub.Algorithm, pub.ID)
 	}
 	if got := strings.TrimSpace(mustRun(t, env, "key", "id", ref).stdout); got != id {

@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"strings"
+	"time"
+
+	"github.com/upkit/upkit/manifest"
+	"github.com/upkit/upkit/spec"
 
 	"github.com/urfave/cli/v2"
 
@@ -43,8 +42,8 @@ Example:
 	}
 }
 
-// upkInfo is what inspect and verify print with --json.
-type upkInfo struct {
+// packageInfo is what inspect and verify print with --json.
+type packageInfo struct {
 	File          string          `json:"file"`
 	Verified      *bool           `json:"verified,omitempty"`
 	Error         string          `json:"error,omitempty"`
@@ -65,60 +64,49 @@ func inspectAction(c *cli.Context) error {
 		return err
 	}
 	path := c.Args().First()
-	f, err := os.Open(path)
+	head, err := readHead(path, 512)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	br := bufio.NewReaderSize(f, imagepkg.ReadBufferSize)
-	if head, _ := br.Peek(512); len(bytes.TrimLeft(head, " \t\r\n")) > 0 && bytes.TrimLeft(head, " \t\r\n")[0] == '{' {
-		return inspectManifestFile(c, path) // a trust root or release manifest (release.go)
+	if manifest.LooksLikeEnvelope(head) {
+		return inspectDocument(c, path) // a trust root or release manifest
 	}
-	info, p, perr := upkInspect(c.Context, path, br)
-	if p == nil {
-		return verifyError(fmt.Errorf("%s: %w", path, perr))
+	pf, perr := imagepkg.ReadPackageFile(c.Context, path)
+	if pf == nil {
+		return verifyError(perr)
+	}
+	info := packageFields(path, pf.Reader)
+	info.PackageDigest, info.PackageSize, info.PayloadCheck = pf.Digest, pf.Size, "ok"
+	if perr != nil {
+		info.PayloadCheck = errors.Unwrap(perr).Error()
 	}
 	if c.Bool("json") {
 		if err := printJSON(c.App.Writer, info); err != nil {
 			return err
 		}
 	} else {
-		upkPrintPackage(c.App.Writer, info, p)
+		printPackage(c.App.Writer, info, pf.Reader)
 	}
-	if perr != nil {
-		return verifyError(fmt.Errorf("%s: %w", path, perr))
-	}
-	return nil
+	return verifyError(perr)
 }
 
-// upkInspect opens the package read from r, streams its payload (to
-// check it against the metadata) and hashes the whole file. It returns a
-// nil Reader if the header cannot be parsed; a payload mismatch comes back
-// as the error with the info filled in.
-func upkInspect(ctx context.Context, path string, r io.Reader) (*upkInfo, *imagepkg.Reader, error) {
-	h := sha256.New()
-	cr := &upkHashReader{r: r, h: h}
-	p, err := imagepkg.Open(cr)
+// readHead returns the first n bytes of a file (fewer if it is shorter).
+func readHead(path string, n int) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	perr := p.VerifyPayload(ctx)
-	// Hash whatever the payload check did not read.
-	if _, err := io.CopyBuffer(cr.sink(), r, make([]byte, imagepkg.ReadBufferSize)); err != nil {
-		return nil, nil, fmt.Errorf("reading %s: %w", path, err)
+	defer f.Close()
+	b := make([]byte, n)
+	m, err := io.ReadFull(f, b)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return nil, err
 	}
-	info := upkFields(path, p)
-	info.PackageDigest = "sha256:" + hex.EncodeToString(h.Sum(nil))
-	info.PackageSize = cr.n
-	info.PayloadCheck = "ok"
-	if perr != nil {
-		info.PayloadCheck = perr.Error()
-	}
-	return info, p, perr
+	return b[:m], nil
 }
 
-func upkFields(path string, p *imagepkg.Reader) *upkInfo {
-	return &upkInfo{
+func packageFields(path string, p *imagepkg.Reader) *packageInfo {
+	return &packageInfo{
 		File:          path,
 		FormatVersion: p.FormatVersion,
 		HeaderSize:    p.HeaderSize,
@@ -129,35 +117,8 @@ func upkFields(path string, p *imagepkg.Reader) *upkInfo {
 	}
 }
 
-// upkHashReader hashes and counts the bytes read through it.
-type upkHashReader struct {
-	r io.Reader
-	h hash.Hash
-	n int64
-}
-
-func (c *upkHashReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.h.Write(b[:n])
-	c.n += int64(n)
-	return n, err
-}
-
-// sink returns a writer that hashes and counts bytes copied directly.
-func (c *upkHashReader) sink() io.Writer {
-	return upkWriterFunc(func(b []byte) (int, error) {
-		c.h.Write(b)
-		c.n += int64(len(b))
-		return len(b), nil
-	})
-}
-
-type upkWriterFunc func([]byte) (int, error)
-
-func (f upkWriterFunc) Write(b []byte) (int, error) { return f(b) }
-
-// upkPrintPackage prints a package for people.
-func upkPrintPackage(w io.Writer, info *upkInfo, p *imagepkg.Reader) {
+// printPackage prints a package for people.
+func printPackage(w io.Writer, info *packageInfo, p *imagepkg.Reader) {
 	m := p.Metadata
 	pi := m.Payload
 	var b strings.Builder
@@ -176,7 +137,7 @@ func upkPrintPackage(w io.Writer, info *upkInfo, p *imagepkg.Reader) {
 	row("Version", "%s", m.Version)
 	row("Security version", "%d", m.SecurityVersion)
 	row("Hardware", "%s", strings.Join(m.Hardware, ", "))
-	row("Created", "%s", m.Created.Format("2006-01-02T15:04:05Z"))
+	row("Created", "%s", spec.FormatTime(m.Created))
 	row("Schema version", "%d", m.SchemaVersion)
 	row("Payload kind", "%s", pi.Kind)
 	row("Compression", "%s", pi.Compression)
@@ -192,16 +153,80 @@ func upkPrintPackage(w io.Writer, info *upkInfo, p *imagepkg.Reader) {
 	io.WriteString(w, b.String())
 }
 
-// upkIsPackageError tells verification failures from other errors.
-func upkIsPackageError(err error) bool {
-	for _, e := range []error{imagepkg.ErrMagic, imagepkg.ErrVersion, imagepkg.ErrUnsupported,
-		imagepkg.ErrMetadata, imagepkg.ErrMetadataTooLarge, imagepkg.ErrSignatureBlock,
-		imagepkg.ErrUnknownKey, imagepkg.ErrSignature, imagepkg.ErrTruncated,
-		imagepkg.ErrPayloadDigest, imagepkg.ErrPayloadSize, imagepkg.ErrTrailingData,
-		imagepkg.ErrUnsafePath, imagepkg.ErrPadding} {
-		if errors.Is(err, e) {
-			return true
+// printDocument prints a trust root or release manifest envelope,
+// WITHOUT verifying its signatures: the payload type, the key IDs that
+// signed, and the document, human-readable or (asJSON) as one JSON object
+// {"payloadType", "signatures": [keyid...], "verified": false, "root"|"release"}.
+// The document is parsed strictly; an error is returned for anything
+// ParseEnvelope, ParseRoot or ParseRelease reject.
+func printDocument(w io.Writer, data []byte, asJSON bool) error {
+	if len(data) > manifest.MaxDocumentSize {
+		return fmt.Errorf("%w: over %d bytes", manifest.ErrTooLarge, manifest.MaxDocumentSize)
+	}
+	doc, err := manifest.ParseDocument(data)
+	if err != nil {
+		return err
+	}
+	keyIDs := make([]string, 0, len(doc.Envelope.Signatures))
+	for _, s := range doc.Envelope.Signatures {
+		keyIDs = append(keyIDs, s.KeyID)
+	}
+	root, rel := doc.Root, doc.Release
+	if asJSON {
+		out := map[string]any{"payloadType": doc.Envelope.PayloadType, "signatures": keyIDs, "verified": false}
+		if root != nil {
+			out["root"] = root
+		} else {
+			out["release"] = rel
+		}
+		return printJSON(w, out)
+	}
+	var b strings.Builder
+	if root != nil {
+		fmt.Fprintf(&b, "trust root version %d (schema %d), expires %s\n", root.Version, root.SchemaVersion, root.Expires.Format(time.RFC3339))
+		for _, role := range []struct {
+			name string
+			r    manifest.Role
+		}{{"root", root.Roles.Root}, {"release", root.Roles.Release}} {
+			fmt.Fprintf(&b, "  role %s: %d of %d keys\n", role.name, role.r.Threshold, len(role.r.KeyIDs))
+			for _, id := range role.r.KeyIDs {
+				fmt.Fprintf(&b, "    %s (%s)\n", id, root.Keys[id].Algorithm)
+			}
+		}
+	} else {
+		fmt.Fprintf(&b, "release %s version %d (schema %d), created %s, expires %s\n", rel.Product, rel.Version, rel.SchemaVersion,
+			rel.Created.Format(time.RFC3339), rel.Expires.Format(time.RFC3339))
+		for _, img := range rel.Images {
+			fmt.Fprintf(&b, "  %s: %s %s, security version %d, hardware %s\n", img.Component, img.Type, img.Version, img.SecurityVersion, strings.Join(img.Hardware, ", "))
+			fmt.Fprintf(&b, "    package %s (%s)\n", img.Package.Digest, humanSize(img.Package.Size))
+			fmt.Fprintf(&b, "    payload %s (%s)\n", img.Payload.Digest, humanSize(img.Payload.Size))
+			for _, d := range img.Deltas {
+				fmt.Fprintf(&b, "    delta from payload %s: %s (%s)\n", d.FromPayloadDigest, d.Digest, humanSize(d.Size))
+				if d.FromPackageDigest != "" {
+					fmt.Fprintf(&b, "      (from package %s)\n", d.FromPackageDigest)
+				}
+			}
 		}
 	}
-	return false
+	fmt.Fprintf(&b, "signatures (%d, NOT verified; use upkit root verify / upkit release verify):\n", len(keyIDs))
+	for _, id := range keyIDs {
+		fmt.Fprintf(&b, "  %s\n", id)
+	}
+	_, err = io.WriteString(w, b.String())
+	return err
+}
+
+// inspectDocument is `upkit inspect` for a JSON document: it reads a
+// trust root or release manifest (bounded by manifest.MaxDocumentSize) and
+// prints it with printDocument to stdout, unverified. Parse failures are
+// verification failures (exit code 1).
+func inspectDocument(c *cli.Context, path string) error {
+	data, err := manifest.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := printDocument(c.App.Writer, data, c.Bool("json")); err != nil {
+		return verifyError(fmt.Errorf("%s: %w", path, err))
+	}
+	return nil
 }

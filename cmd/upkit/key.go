@@ -9,8 +9,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/upkit/upkit/internal/atomicfile"
-	"github.com/upkit/upkit/internal/pubkey"
 	"github.com/upkit/upkit/signing"
+	"github.com/upkit/upkit/spec"
 )
 
 func keyCommand() *cli.Command {
@@ -148,21 +148,8 @@ func keyGeneratePKCS11(c *cli.Context) error {
 
 // publicKeyOf reads a public key from a .pub file, or from a private key
 // reference (key file, KMS URI or pkcs11: URI).
-func publicKeyOf(c *cli.Context, ref string) (*pubkey.Key, error) {
-	if !signing.IsKMSRef(ref) && !signing.IsPKCS11Ref(ref) {
-		data, err := os.ReadFile(ref)
-		if err != nil {
-			return nil, err
-		}
-		if k, err := pubkey.ParsePEM(data); err == nil {
-			return k, nil
-		}
-	}
-	s, err := loadSigner(c, ref)
-	if err != nil {
-		return nil, err
-	}
-	return s.Public(), nil
+func publicKeyOf(c *cli.Context, ref string) (*spec.PublicKey, error) {
+	return signing.PublicKeyOf(c.Context, ref, passwordFunc(c))
 }
 
 func keyID(c *cli.Context) error {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/spec"
 )
 
 func TestKeyGenerateAndID(t *testing.T) {
@@ -19,7 +19,7 @@ func TestKeyGenerateAndID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k, err := pubkey.ParsePEM(pem)
+		k, err := spec.ParsePublicKeyPEM(pem)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/upkit/upkit/internal/cliutil"
 )
 
 // commands is the command tree, one constructor per noun.
@@ -23,7 +25,8 @@ func commands() []*cli.Command {
 		rootCommand(), releaseCommand(),
 		pushCommand(), pullCommand(), lsCommand(),
 		deviceCommand(),
-		completionCommand(), genDocsCommand(),
+		cliutil.CompletionCommand(usageError),
+		cliutil.GenDocsCommand(func() *cli.App { return newApp(nil, io.Discard, io.Discard) }, exitCodesDoc, usageError),
 	}
 }
 
@@ -38,7 +41,10 @@ func main() {
 // call instead of main. Only main exits.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	err := app.RunContext(ctx, args)
+	args, err := cliutil.FlagsFirst(app.Commands, args, usageError)
+	if err == nil {
+		err = app.RunContext(ctx, args)
+	}
 	return reportError(stderr, err)
 }
 
@@ -54,7 +60,7 @@ simulates the device library that verifies and installs them.
 Example:
    upkit demo                       # the whole story on embedded defaults
    upkit key generate --out release # release.key + release.pub`,
-		Version:              versionString(),
+		Version:              cliutil.Version(),
 		Commands:             commands(),
 		Reader:               stdin,
 		Writer:               stdout,

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -14,8 +12,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/internal/cliutil"
 	"github.com/upkit/upkit/signing"
+	"github.com/upkit/upkit/spec"
 )
 
 func packCommand() *cli.Command {
@@ -41,7 +40,7 @@ Example:
      --key release.key -o web.upk ./web-bundle/`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "type", Usage: "image `TYPE`: os, app, firmware or bootloader", Required: true},
-			&cli.StringFlag{Name: "component", Usage: "component `NAME` ([a-z0-9][a-z0-9._-]{0,63})", Required: true},
+			&cli.StringFlag{Name: "component", Usage: "component `NAME` ([a-z0-9][a-z0-9._-]{0,63}, no ..)", Required: true},
 			&cli.StringFlag{Name: "version", Usage: "image version, `SEMVER` (e.g. 1.4.0 or 2.0.0-rc.1)", Required: true},
 			&cli.Uint64Flag{Name: "security-version", Usage: "anti-rollback counter `N`: devices refuse images below the highest they committed", Required: true},
 			&cli.StringSliceFlag{Name: "hardware", Usage: "compatible hardware `HW[,HW...]` (repeatable)", Required: true},
@@ -59,22 +58,6 @@ func packAction(c *cli.Context) error {
 		return err
 	}
 	input, out := c.Args().First(), c.String("output")
-	typ := c.String("type")
-	switch typ {
-	case imagepkg.TypeOS, imagepkg.TypeApp, imagepkg.TypeFirmware, imagepkg.TypeBootloader:
-	default:
-		return usageError("--type %q: want os, app, firmware or bootloader", typ)
-	}
-	comp := c.String("compress")
-	if comp != imagepkg.CompressionZstd && comp != imagepkg.CompressionNone {
-		return usageError("--compress %q: want zstd or none", comp)
-	}
-	if err := imagepkg.ValidateComponent(c.String("component")); err != nil {
-		return usageError("--component: %v", err)
-	}
-	if err := imagepkg.ValidateSemver(c.String("version")); err != nil {
-		return usageError("--version: %v", err)
-	}
 	var hardware []string
 	for _, h := range c.StringSlice("hardware") {
 		for _, part := range strings.Split(h, ",") {
@@ -83,64 +66,50 @@ func packAction(c *cli.Context) error {
 			}
 		}
 	}
-	if len(hardware) == 0 {
-		return usageError("--hardware: at least one compatible hardware name is required")
+	opts := imagepkg.PackOptions{
+		Component:       c.String("component"),
+		Type:            c.String("type"),
+		Version:         c.String("version"),
+		SecurityVersion: c.Uint64("security-version"),
+		Hardware:        hardware,
+		Compression:     c.String("compress"),
+		Created:         time.Now(),
 	}
-	if len(hardware) > imagepkg.MaxHardware {
-		return usageError("--hardware: %d names, limit %d", len(hardware), imagepkg.MaxHardware)
+	if err := imagepkg.CheckPackOptions(opts); err != nil {
+		return usageError("%v", err)
 	}
-	seen := map[string]bool{}
-	for _, h := range hardware {
-		if err := imagepkg.ValidateHardware(h); err != nil {
-			return usageError("--hardware: %v", err)
-		}
-		if seen[h] {
-			return usageError("--hardware: %q given twice", h)
-		}
-		seen[h] = true
+	sde, hasSDE, err := sourceDateEpoch()
+	if err != nil {
+		return usageError("%v", err)
+	}
+	if hasSDE {
+		opts.Created, opts.ModTime = sde, sde
 	}
 	in, err := os.Stat(input)
 	if err != nil {
 		return fmt.Errorf("input: %w", err)
 	}
-	sde, hasSDE, err := pkgSourceDateEpoch()
-	if err != nil {
-		return usageError("%v", err)
-	}
-	opts := imagepkg.PackOptions{
-		Component:       c.String("component"),
-		Type:            typ,
-		Version:         c.String("version"),
-		SecurityVersion: c.Uint64("security-version"),
-		Hardware:        hardware,
-		Compression:     comp,
-		Created:         time.Now(),
-	}
-	if hasSDE {
-		opts.Created, opts.ModTime = sde, sde
-	}
-	signer, err := pkgLoadSigner(c, c.String("key"))
+	ctx, signer, loaded, err := packSigner(c, c.String("key"))
 	if err != nil {
 		return err
 	}
-	defer signer.cancel(nil)
 	h := sha256.New()
 	opts.Digest = h
-	var pp *ociProgressPrinter
+	var pp *cliutil.Progress
 	if in.Mode().IsRegular() {
-		if pp = ociProgress(c, "packing"); pp != nil {
-			opts.Progress = func(n int64) { pp.update(n, in.Size()) }
+		if pp = newProgress(c, "packing"); pp != nil {
+			opts.Progress = func(n int64) { pp.Update(n, in.Size()) }
 		}
 	}
-	meta, err := imagepkg.PackPath(signer.ctx, out, input, opts, signer)
-	pp.finish()
-	if _, lerr := signer.wait(); lerr != nil {
+	meta, err := imagepkg.PackPath(ctx, out, input, opts, signer)
+	pp.Finish()
+	if lerr := loaded(); lerr != nil {
 		return lerr // the key failed to load: that is what stopped packing
 	}
 	if err != nil {
 		return err
 	}
-	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	digest := spec.HashDigest(h).String()
 	fi, err := os.Stat(out)
 	if err != nil {
 		return err
@@ -148,81 +117,35 @@ func packAction(c *cli.Context) error {
 	size := fi.Size()
 	fmt.Fprintf(c.App.ErrWriter, "packed %s %s (%s, %s payload %s, %s) into %s: %s, signed by %s\n",
 		meta.Component, meta.Version, meta.Type, meta.Payload.Kind, humanSize(meta.Payload.Size),
-		pkgCompressionNote(meta.Payload), out, humanSize(size), signer.KeyID())
+		compressionNote(meta.Payload), out, humanSize(size), signer.KeyID())
 	fmt.Fprintln(c.App.Writer, digest)
 	return nil
 }
 
-// pkgAsyncSigner is a signer loaded while the payload is being packed: the
-// key (scrypt-encrypted file, KMS, token) is only needed at the end. A
-// failure to load it cancels the packing at once.
-type pkgAsyncSigner struct {
-	ctx    context.Context // canceled with the load error
-	cancel context.CancelCauseFunc
-	done   chan struct{}
-	s      *signing.Signer
-	err    error
-}
-
-// pkgLoadSigner starts loading the --key signer in the background when no
-// password prompt is needed (UPKIT_PASSWORD set, or a KMS/pkcs11 URI);
-// otherwise it loads it first, so that the prompt is not mixed with
-// progress output.
-func pkgLoadSigner(c *cli.Context, keyref string) (*pkgAsyncSigner, error) {
+// packSigner loads the --key signer in the background, while the payload
+// is packed, when no password prompt is needed (UPKIT_PASSWORD set, or a
+// KMS/pkcs11 URI); otherwise it loads it first, so that the prompt is not
+// mixed with progress output. Pack under the returned context: it is
+// canceled if the key fails to load.
+func packSigner(c *cli.Context, keyref string) (context.Context, spec.Signer, func() error, error) {
 	if keyref == "" {
-		return nil, usageError("--key is required")
-	}
-	ctx, cancel := context.WithCancelCause(c.Context)
-	a := &pkgAsyncSigner{ctx: ctx, cancel: cancel, done: make(chan struct{})}
-	load := func() {
-		defer close(a.done)
-		if a.s, a.err = loadSigner(c, keyref); a.err != nil {
-			cancel(a.err)
-		}
+		return nil, nil, nil, usageError("--key is required")
 	}
 	_, hasPassword := os.LookupEnv("UPKIT_PASSWORD")
 	if hasPassword || signing.IsKMSRef(keyref) || signing.IsPKCS11Ref(keyref) {
-		go load()
-		return a, nil
+		p := signing.LoadInBackground(c.Context, keyref, passwordFunc(c))
+		return p.Context(), p, func() error { defer p.Close(); _, err := p.Wait(); return err }, nil
 	}
-	load()
-	if a.err != nil {
-		return nil, a.err
-	}
-	return a, nil
-}
-
-func (a *pkgAsyncSigner) wait() (*signing.Signer, error) {
-	<-a.done
-	return a.s, a.err
-}
-
-// KeyID, Sign and Public wait for the key (imagepkg.Signer).
-func (a *pkgAsyncSigner) KeyID() string {
-	if s, err := a.wait(); err == nil {
-		return s.KeyID()
-	}
-	return ""
-}
-
-func (a *pkgAsyncSigner) Sign(ctx context.Context, message []byte) ([]byte, error) {
-	s, err := a.wait()
+	s, err := loadSigner(c, keyref)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return s.Sign(ctx, message)
+	return c.Context, s, func() error { return nil }, nil
 }
 
-func (a *pkgAsyncSigner) Public() *pubkey.Key {
-	if s, err := a.wait(); err == nil {
-		return s.Public()
-	}
-	return nil
-}
-
-// pkgSourceDateEpoch reads SOURCE_DATE_EPOCH (reproducible-builds.org): whole
+// sourceDateEpoch reads SOURCE_DATE_EPOCH (reproducible-builds.org): whole
 // seconds since the Unix epoch.
-func pkgSourceDateEpoch() (time.Time, bool, error) {
+func sourceDateEpoch() (time.Time, bool, error) {
 	v, ok := os.LookupEnv("SOURCE_DATE_EPOCH")
 	if !ok || v == "" {
 		return time.Time{}, false, nil
@@ -234,23 +157,7 @@ func pkgSourceDateEpoch() (time.Time, bool, error) {
 	return time.Unix(n, 0).UTC(), true, nil
 }
 
-// pkgFileDigest returns the "sha256:<hex>" digest and size of a file.
-func pkgFileDigest(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	// (hide WriterTo, so that the 1 MiB buffer is used)
-	n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, make([]byte, imagepkg.ReadBufferSize))
-	if err != nil {
-		return "", 0, fmt.Errorf("reading %s: %w", path, err)
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
-func pkgCompressionNote(p imagepkg.PayloadInfo) string {
+func compressionNote(p imagepkg.PayloadInfo) string {
 	if p.Compression == imagepkg.CompressionNone {
 		return "uncompressed"
 	}

@@ -173,16 +173,18 @@ func TestPackUsageErrors(t *testing.T) {
 		return args
 	}
 	for name, args := range map[string][]string{
-		"bad type":        replace("--type", "kernel"),
-		"bad component":   replace("--component", "Web App"),
-		"bad version":     replace("--version", "v2"),
-		"bad hardware":    replace("--hardware", "gw 100"),
-		"empty hardware":  replace("--hardware", ","),
-		"dup hardware":    replace("--hardware", "a,b,a"),
-		"bad compression": append(append([]string(nil), base[:len(base)-1]...), "--compress", "gzip", input),
-		"no input":        base[:len(base)-1],
-		"two inputs":      append(append([]string(nil), base...), input),
-		"missing key":     {"pack", "--type", "os", "--component", "a", "--version", "1.0.0", "--security-version", "1", "--hardware", "x", "-o", out, input},
+		"bad type":          replace("--type", "kernel"),
+		"bad component":     replace("--component", "Web App"),
+		"dot-dot component": replace("--component", "a..b"), // the device refuses it (issue 12, item 10)
+		"version over 2^64": replace("--version", "1.0.18446744073709551616"),
+		"bad version":       replace("--version", "v2"),
+		"bad hardware":      replace("--hardware", "gw 100"),
+		"empty hardware":    replace("--hardware", ","),
+		"dup hardware":      replace("--hardware", "a,b,a"),
+		"bad compression":   append(append([]string(nil), base[:len(base)-1]...), "--compress", "gzip", input),
+		"no input":          base[:len(base)-1],
+		"two inputs":        append(append([]string(nil), base...), input),
+		"missing key":       {"pack", "--type", "os", "--component", "a", "--version", "1.0.0", "--security-version", "1", "--hardware", "x", "-o", out, input},
 	} {
 		r := runCLI(t, map[string]string{"UPKIT_PASSWORD": "test"}, args...)
 		if r.code != exitUsage {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/upkit/upkit/device"
-	"github.com/upkit/upkit/internal/registrytest"
-	"github.com/upkit/upkit/internal/testtools"
+	"github.com/upkit/upkit/internal/testutil/registrytest"
+	"github.com/upkit/upkit/internal/testutil/testtools"
 	"github.com/upkit/upkit/oci"
 )
 
@@ -24,7 +25,7 @@ var (
 	_ device.Source = (*oci.LayoutSource)(nil)
 )
 
-func ociFileDigest(t *testing.T, path string) string {
+func fileDigest(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -34,22 +35,22 @@ func ociFileDigest(t *testing.T, path string) string {
 	return "sha256:" + hex.EncodeToString(s[:])
 }
 
-// ociRelease makes a signed release (rootfs with a delta, and an app) in a
+// signedReleaseDir makes a signed release (rootfs with a delta, and an app) in a
 // fresh directory and returns the directory and the root path.
-func ociRelease(t *testing.T) (dir, root string) {
+func signedReleaseDir(t *testing.T) (dir, root string) {
 	dir = t.TempDir()
-	mfKeys(t, dir, "alice", "bob", "carol", "ci")
-	root = mfRootV1(t, dir)
+	writeKeys(t, dir, "alice", "bob", "carol", "ci")
+	root = writeRootV1(t, dir)
 	p := func(n string) string { return filepath.Join(dir, n) }
-	rootfs, app, patch := mfPackages(t, dir, p("ci.key"))
+	rootfs, app, patch := writePackages(t, dir, p("ci.key"))
 	out := filepath.Join(dir, "out")
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("SOURCE_DATE_EPOCH", "1780000000")
-	mustRun(t, mfEnv, "release", "create", "--product", "gw", "--version", "12", "--expires", "3650d",
+	mustRun(t, keyEnv, "release", "create", "--product", "gw", "--version", "12", "--expires", "3650d",
 		"--root", root, "--delta", patch, "-o", filepath.Join(out, "release.json"), rootfs, app)
-	mustRun(t, mfEnv, "release", "sign", "--key", p("ci.key"), filepath.Join(out, "release.json"))
+	mustRun(t, keyEnv, "release", "sign", "--key", p("ci.key"), filepath.Join(out, "release.json"))
 	for _, f := range []string{rootfs, app, patch} {
 		if err := os.Rename(f, filepath.Join(out, filepath.Base(f))); err != nil {
 			t.Fatal(err)
@@ -62,28 +63,28 @@ func ociRelease(t *testing.T) (dir, root string) {
 // packing) and publishes it every way, against both real registries.
 func TestPublishCLI(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", t.TempDir()) // no credentials from the developer's machine
-	dir, root := ociRelease(t)
-	mfKeys(t, dir, "mallory")
+	dir, root := signedReleaseDir(t)
+	writeKeys(t, dir, "mallory")
 	for _, flavor := range registrytest.Flavors() {
-		t.Run("push-pull-ls/"+flavor, func(t *testing.T) { ociPushPullLs(t, flavor, dir, root) })
+		t.Run("push-pull-ls/"+flavor, func(t *testing.T) { testPushPullLs(t, flavor, dir, root) })
 	}
-	t.Run("attach-and-layout", func(t *testing.T) { ociAttachAndLayout(t, dir, root) })
-	t.Run("sign-cosign", func(t *testing.T) { ociSignCosign(t, dir) })
+	t.Run("attach-and-layout", func(t *testing.T) { testAttachAndLayout(t, dir, root) })
+	t.Run("sign-cosign", func(t *testing.T) { testSignCosign(t, dir) })
 }
 
-func ociPushPullLs(t *testing.T, flavor, dir, root string) {
+func testPushPullLs(t *testing.T, flavor, dir, root string) {
 	addr := registrytest.Start(t, flavor)
 	out := filepath.Join(dir, "out")
 	work := t.TempDir()
 	repo := addr + "/fleet/gw"
 
-	r := mustRun(t, mfEnv, "push", "--root", root, "--tag", "latest", out, repo)
+	r := mustRun(t, keyEnv, "push", "--root", root, "--tag", "latest", out, repo)
 	digest := strings.TrimSpace(r.stdout)
 	if oci.CheckDigest(digest) != nil {
 		t.Fatalf("push stdout %q is not only a digest", r.stdout)
 	}
 	// Pushing again: same digest.
-	if again := mustRun(t, mfEnv, "push", "-q", filepath.Join(out, "release.json"), repo+":12"); strings.TrimSpace(again.stdout) != digest {
+	if again := mustRun(t, keyEnv, "push", "-q", filepath.Join(out, "release.json"), repo+":12"); strings.TrimSpace(again.stdout) != digest {
 		t.Fatalf("second push %q, first %q", again.stdout, digest)
 	}
 
@@ -100,14 +101,20 @@ func ociPushPullLs(t *testing.T, flavor, dir, root string) {
 	if !strings.Contains(r.stderr, "verified") {
 		t.Errorf("pull stderr: %s", r.stderr)
 	}
-	for _, f := range []string{"release.json", "rootfs.upk", "app.upk", "rootfs-1.0.0-1.1.0.delta"} {
-		if ociFileDigest(t, filepath.Join(dst, f)) != ociFileDigest(t, filepath.Join(out, f)) {
-			t.Errorf("%s differs after pull", f)
+	// Files are named from the signed release (component, version, delta
+	// base), not from the published titles.
+	oldPayload := fileDigest(t, filepath.Join(dir, "rootfs-1.0.0.img"))
+	deltaName := "rootfs-1.1.0-from-" + oldPayload[7:19] + ".delta"
+	for pulled, pushed := range map[string]string{"release.json": "release.json", "rootfs-1.1.0.upk": "rootfs.upk",
+		"web-2.0.0.upk": "app.upk", deltaName: "rootfs-1.0.0-1.1.0.delta"} {
+		if fileDigest(t, filepath.Join(dst, pulled)) != fileDigest(t, filepath.Join(out, pushed)) {
+			t.Errorf("%s differs after pull", pulled)
 		}
 	}
+	// Pulling the same release into the same directory again is fine.
+	mustRun(t, nil, "pull", "--root", root, repo+":12", "-o", dst)
 
 	// What a device at rootfs 1.0.0 needs: only the delta.
-	oldPayload := ociFileDigest(t, filepath.Join(dir, "rootfs-1.0.0.img"))
 	dst2 := filepath.Join(work, "device")
 	r = mustRun(t, nil, "pull", "--root", root, "--only", "rootfs", "--from-digest", oldPayload, repo+"@"+digest, "-o", dst2)
 	entries, _ := os.ReadDir(dst2)
@@ -115,14 +122,14 @@ func ociPushPullLs(t *testing.T, flavor, dir, root string) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, ",") != "release.json,rootfs-1.0.0-1.1.0.delta" {
+	if strings.Join(names, ",") != "release.json,"+deltaName {
 		t.Fatalf("--from-digest fetched %v", names)
 	}
 
 	// A wrong trust root: exit 1, nothing but the check happens.
 	bad := filepath.Join(work, "bad-root.json")
-	mustRun(t, mfEnv, "root", "init", "--root-key", filepath.Join(dir, "mallory.pub"), "--release-key", filepath.Join(dir, "mallory.pub"), "-o", bad)
-	mustRun(t, mfEnv, "root", "sign", "--key", filepath.Join(dir, "mallory.key"), bad)
+	mustRun(t, keyEnv, "root", "init", "--root-key", filepath.Join(dir, "mallory.pub"), "--release-key", filepath.Join(dir, "mallory.pub"), "-o", bad)
+	mustRun(t, keyEnv, "root", "sign", "--key", filepath.Join(dir, "mallory.key"), bad)
 	dst3 := filepath.Join(work, "refused")
 	if r := runCLI(t, nil, "pull", "--root", bad, repo+":12", "-o", dst3); r.code != 1 {
 		t.Fatalf("pull with the wrong root: exit %d\n%s", r.code, r.stderr)
@@ -133,13 +140,13 @@ func ociPushPullLs(t *testing.T, flavor, dir, root string) {
 
 	// JSON listing of one release.
 	r = mustRun(t, nil, "ls", "--json", repo+":12")
-	var rel lsRelease
+	var rel oci.ReleaseInfo
 	if err := json.Unmarshal([]byte(r.stdout), &rel); err != nil || rel.Digest != digest || len(rel.Files) != 4 || rel.Version != "12" {
 		t.Fatalf("ls --json: %v\n%s", err, r.stdout)
 	}
 }
 
-func ociAttachAndLayout(t *testing.T, dir, root string) {
+func testAttachAndLayout(t *testing.T, dir, root string) {
 	addr := registrytest.Start(t, registrytest.Distribution)
 	out := filepath.Join(dir, "out")
 	work := t.TempDir()
@@ -148,7 +155,7 @@ func ociAttachAndLayout(t *testing.T, dir, root string) {
 
 	// Publish without the delta's base in the release: attach a second,
 	// later delta (here: the same patch file renamed, as a stand-in).
-	digest := strings.TrimSpace(mustRun(t, mfEnv, "push", out, repo+":12").stdout)
+	digest := strings.TrimSpace(mustRun(t, keyEnv, "push", out, repo+":12").stdout)
 	late := filepath.Join(work, "rootfs-late.delta")
 	b, _ := os.ReadFile(filepath.Join(out, "rootfs-1.0.0-1.1.0.delta"))
 	if err := os.WriteFile(late, b, 0o644); err != nil {
@@ -175,21 +182,21 @@ func ociAttachAndLayout(t *testing.T, dir, root string) {
 			t.Fatal(err)
 		}
 	}
-	mustRun(t, mfEnv, "release", "create", "--product", "gw", "--version", "13", "--expires", "3650d",
+	mustRun(t, keyEnv, "release", "create", "--product", "gw", "--version", "13", "--expires", "3650d",
 		"-o", filepath.Join(out13, "release.json"), filepath.Join(out13, "rootfs.upk"), filepath.Join(out13, "app.upk"))
-	mustRun(t, mfEnv, "release", "sign", "--key", filepath.Join(dir, "ci.key"), filepath.Join(out13, "release.json"))
-	mustRun(t, mfEnv, "push", out13, repo)
+	mustRun(t, keyEnv, "release", "sign", "--key", filepath.Join(dir, "ci.key"), filepath.Join(out13, "release.json"))
+	mustRun(t, keyEnv, "push", out13, repo)
 	mustRun(t, nil, "push", "--attach-to", repo+":13", late)
-	oldPayload := ociFileDigest(t, filepath.Join(dir, "rootfs-1.0.0.img"))
+	oldPayload := fileDigest(t, filepath.Join(dir, "rootfs-1.0.0.img"))
 	dev := filepath.Join(work, "device13")
 	r = mustRun(t, nil, "pull", "--root", root, "--only", "rootfs", "--from-digest", oldPayload, repo+":13", "-o", dev)
 	if !strings.Contains(r.stderr, "attached delta") {
 		t.Errorf("pull --from-digest did not use the attached delta:\n%s", r.stderr)
 	}
-	if ociFileDigest(t, filepath.Join(dev, "rootfs-late.delta")) != ociFileDigest(t, late) {
+	if fileDigest(t, filepath.Join(dev, "rootfs-1.1.0-from-"+oldPayload[7:19]+".delta")) != fileDigest(t, late) {
 		t.Fatal("attached delta differs after pull")
 	}
-	if _, err := os.Stat(filepath.Join(dev, "rootfs.upk")); err == nil {
+	if _, err := os.Stat(filepath.Join(dev, "rootfs-1.1.0.upk")); err == nil {
 		t.Error("the package was fetched although a delta was attached")
 	}
 
@@ -208,7 +215,7 @@ func ociAttachAndLayout(t *testing.T, dir, root string) {
 	}
 	dst := filepath.Join(work, "from-usb")
 	mustRun(t, nil, "pull", "--root", root, layout+":12", "-o", dst)
-	if ociFileDigest(t, filepath.Join(dst, "rootfs.upk")) != ociFileDigest(t, filepath.Join(out, "rootfs.upk")) {
+	if fileDigest(t, filepath.Join(dst, "rootfs-1.1.0.upk")) != fileDigest(t, filepath.Join(out, "rootfs.upk")) {
 		t.Fatal("rootfs.upk differs after pull from the layout")
 	}
 
@@ -235,11 +242,11 @@ func ociAttachAndLayout(t *testing.T, dir, root string) {
 	}
 }
 
-func ociSignCosign(t *testing.T, dir string) {
+func testSignCosign(t *testing.T, dir string) {
 	addr := registrytest.Start(t, registrytest.OLAReg)
 	key := filepath.Join(t.TempDir(), "cosign")
-	mustRun(t, mfEnv, "key", "generate", "--out", key, "--algorithm", "ecdsa-p256")
-	r := mustRun(t, mfEnv, "push", "--sign", key+".key", filepath.Join(dir, "out"), addr+"/fleet/gw:12")
+	mustRun(t, keyEnv, "key", "generate", "--out", key, "--algorithm", "ecdsa-p256")
+	r := mustRun(t, keyEnv, "push", "--sign", key+".key", filepath.Join(dir, "out"), addr+"/fleet/gw:12")
 	digest := strings.TrimSpace(r.stdout)
 	sigs, err := oci.CosignSignatures(context.Background(), addr+"/fleet/gw", digest, nil)
 	if err != nil || len(sigs) != 1 {
@@ -255,5 +262,36 @@ func ociSignCosign(t *testing.T, dir string) {
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "TUF_ROOT="+t.TempDir())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cosign verify: %v\n%s", err, out)
+	}
+}
+
+// Layer titles are unsigned: a publisher (or a registry) that titles the
+// app package root.json must not get `upkit pull -o .` to replace the
+// user's trust root (issue 12, item 8).
+func TestAttackPullLayerTitleIsNoFileName(t *testing.T) {
+	dir, root := signedReleaseDir(t)
+	out := filepath.Join(dir, "out")
+	// Published from a directory where the app package is called root.json:
+	// its layer is titled so.
+	if err := os.Rename(filepath.Join(out, "app.upk"), filepath.Join(out, "root.json")); err != nil {
+		t.Fatal(err)
+	}
+	layout := "oci:" + filepath.Join(t.TempDir(), "usb")
+	mustRun(t, nil, "push", out, layout+":12")
+	here := t.TempDir()
+	userRoot := filepath.Join(here, "root.json")
+	trust, err := os.ReadFile(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(userRoot, trust, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, nil, "pull", "--root", userRoot, layout+":12", "-o", here)
+	if got, _ := os.ReadFile(userRoot); !bytes.Equal(got, trust) {
+		t.Fatal("pull replaced the user's root.json with a package titled root.json")
+	}
+	if fileDigest(t, filepath.Join(here, "web-2.0.0.upk")) != fileDigest(t, filepath.Join(out, "root.json")) {
+		t.Fatal("the app package is not under its signed name")
 	}
 }

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/upkit/upkit/internal/registrytest"
-	"github.com/upkit/upkit/internal/testtools"
+	"github.com/upkit/upkit/internal/testutil/registrytest"
+	"github.com/upkit/upkit/internal/testutil/testtools"
 )
 
 // readmeSections are the README.md sections whose ```sh blocks
@@ -38,8 +38,8 @@ var readmeOutcomes = map[string][]string{
 	},
 	"Publishing": {
 		"release gw version 12 verified against root.json",
-		"rootfs: using attached delta rootfs-1.0.0-1.5.0.delta",
-		"update/rootfs-1.0.0-1.5.0.delta",
+		"rootfs: using attached delta rootfs-1.5.0-from-",
+		"update/rootfs-1.5.0-from-",
 	},
 	"Try it without hardware": {"committed release version 12", `"releaseVersion": 12`},
 }
@@ -78,7 +78,7 @@ func readmeBlocks(md []byte) map[string][]string {
 // else, are these substitutions and this environment:
 //
 //   - "registry.example" and "localhost:5000" become the address of a real
-//     CNCF distribution registry on loopback (internal/registrytest) that
+//     CNCF distribution registry on loopback (internal/testutil/registrytest) that
 //     requires the credentials $REGISTRY_USER/$REGISTRY_TOKEN; the staging,
 //     prod and fleet repositories are all on it.
 //   - "/media/usb" becomes a temporary directory.
@@ -89,8 +89,8 @@ func readmeBlocks(md []byte) map[string][]string {
 //     temporary directory, so SoftHSM2 tokens and docker/cosign state stay
 //     in the test), DOCKER_CONFIG=$RUNNER_TEMP/docker (where the Publishing
 //     section writes the credentials, so later sections find them), and
-//     PATH with the freshly built upkit first (and $GOPATH/bin, where
-//     `go install` puts cosign).
+//     PATH with the freshly built upkit first (and the folder of the
+//     cosign CLI that scripts/test-deps.sh builds).
 //   - cosign.key/cosign.pub, which a CI job holds as a secret, are made
 //     before the Publishing section with `upkit key generate --out cosign`
 //     and the password the README's shell has at that point (the Trust

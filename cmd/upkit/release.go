@@ -1,21 +1,16 @@
 package main
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
-	"io"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/imagepkg"
-	"github.com/upkit/upkit/internal/pubkey"
 	"github.com/upkit/upkit/manifest"
+	"github.com/upkit/upkit/spec"
 )
 
 func releaseCommand() *cli.Command {
@@ -60,7 +55,7 @@ Example:
      --key release.pub -o release.json rootfs-1.5.0.upk app-2.1.0.upk \
      --delta rootfs-1.4.0-1.5.0.delta`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "product", Usage: "product `NAME` ([a-z0-9][a-z0-9._-]*)", Required: true},
+			&cli.StringFlag{Name: "product", Usage: "product `NAME` ([a-z0-9][a-z0-9._-]{0,63}, no ..)", Required: true},
 			&cli.Uint64Flag{Name: "version", Usage: "release version `N`: a sequence number devices never go below", Required: true},
 			&cli.StringFlag{Name: "expires", Value: "30d", Usage: "expiry: a `DURATION` after creation (30d, 12h) or an RFC 3339 time"},
 			&cli.StringSliceFlag{Name: "delta", Usage: "delta patch `FILE` to list (repeatable)"},
@@ -78,40 +73,25 @@ func releaseCreateAction(c *cli.Context) error {
 		return err
 	}
 	out := c.String("output")
-	if err := mfCheckOutput(c, out); err != nil {
+	if err := checkOutput(c, out); err != nil {
 		return err
 	}
 	created := time.Now().UTC().Truncate(time.Second)
-	if sde, ok, err := pkgSourceDateEpoch(); err != nil {
+	if sde, ok, err := sourceDateEpoch(); err != nil {
 		return usageError("%v", err)
 	} else if ok {
 		created = sde
 	}
-	expires, err := mfExpiry(c.String("expires"), created)
+	expires, err := parseExpiry(c.String("expires"), created)
 	if err != nil {
 		return usageError("--expires: %v", err)
 	}
 	if !expires.After(created) {
 		return usageError("--expires %s is not after the creation time %s", expires.Format(time.RFC3339), created.Format(time.RFC3339))
 	}
-	var keys []*pubkey.Key
-	if paths := c.StringSlice("key"); len(paths) > 0 {
-		if keys, err = loadPublicKeys(paths); err != nil {
-			return fmt.Errorf("--key: %w", err)
-		}
-	}
-	if p := c.String("root"); p != "" {
-		root, err := mfLoadTrustedRoot(p, time.Now())
-		if err != nil {
-			return err
-		}
-		for _, id := range root.Roles.Release.KeyIDs {
-			k, err := pubkey.ParsePEM([]byte(root.Keys[id].Public))
-			if err != nil {
-				return fmt.Errorf("trust root %s: key %s: %w", p, id, err)
-			}
-			keys = append(keys, k)
-		}
+	keys, err := packageKeys(c)
+	if err != nil {
+		return err
 	}
 	rel := &manifest.Release{
 		SchemaVersion: manifest.SchemaVersion,
@@ -121,25 +101,33 @@ func releaseCreateAction(c *cli.Context) error {
 		Expires:       expires,
 	}
 	for _, path := range c.Args().Slice() {
-		img, err := mfReadPackage(c, path, keys)
+		pf, err := imagepkg.ReadPackageFile(c.Context, path, keys...)
 		if err != nil {
-			return err
+			return verifyError(err)
 		}
-		if other, ok := rel.Image(img.Component); ok {
-			return usageError("%s: component %s is already given by another package (version %s)", path, img.Component, other.Version)
+		if other, ok := rel.Image(pf.Metadata.Component); ok {
+			return usageError("%s: component %s is already given by another package (version %s)", path, other.Component, other.Version)
 		}
-		rel.Images = append(rel.Images, *img)
+		rel.Images = append(rel.Images, releaseImage(pf))
 	}
 	for _, path := range c.StringSlice("delta") {
-		if err := mfAddDelta(rel, path); err != nil {
-			return err
+		d, err := delta.InspectFile(path)
+		if err != nil {
+			return fmt.Errorf("--delta %s: %w", path, err)
+		}
+		err = rel.AddDelta(d.NewDigest(), d.NewSize, manifest.Delta{FromPayloadDigest: d.OldDigest(), Digest: d.Digest, Size: d.Size})
+		if errors.Is(err, manifest.ErrNotListed) || errors.Is(err, manifest.ErrMalformed) {
+			return usageError("--delta %s: %v", path, err)
+		}
+		if err != nil {
+			return fmt.Errorf("--delta %s: %w", path, err)
 		}
 	}
 	env, err := manifest.NewReleaseEnvelope(rel)
 	if err != nil {
 		return err
 	}
-	if err := mfWriteEnvelope(out, env); err != nil {
+	if err := manifest.WriteEnvelopeFile(out, env); err != nil {
 		return err
 	}
 	nd := 0
@@ -151,96 +139,40 @@ func releaseCreateAction(c *cli.Context) error {
 	return nil
 }
 
-// mfReadPackage opens a .upk file, verifies its signature against keys
-// (when any are given) and its payload, and returns its release entry. The
-// file is read once: the package digest is computed while imagepkg reads.
-func mfReadPackage(c *cli.Context, path string, keys []*pubkey.Key) (*manifest.Image, error) {
-	f, err := os.Open(path)
+// packageKeys returns the keys packages must be signed with: --key files
+// and --root's release keys (none: signatures are not checked).
+func packageKeys(c *cli.Context) ([]*spec.PublicKey, error) {
+	keys, err := loadPublicKeys(c.StringSlice("key"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--key: %w", err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	cr := &mfCountingReader{r: io.TeeReader(f, h)}
-	p, err := imagepkg.Open(cr)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(keys) > 0 {
-		if err := p.VerifySignature(keys...); err != nil {
-			return nil, verifyError(fmt.Errorf("%s: %w", path, err))
+	if p := c.String("root"); p != "" {
+		root, err := manifest.LoadTrustedRoot(p, time.Now())
+		if err != nil {
+			return nil, verifyError(err)
 		}
+		rk, err := root.ReleaseKeys()
+		if err != nil {
+			return nil, fmt.Errorf("trust root %s: %w", p, err)
+		}
+		keys = append(keys, rk...)
 	}
-	if err := p.VerifyPayload(c.Context); err != nil {
-		return nil, verifyError(fmt.Errorf("%s: %w", path, err))
-	}
-	if _, err := io.Copy(io.Discard, cr); err != nil { // nothing should remain; hash it all the same
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	m := p.Metadata
-	return &manifest.Image{
+	return keys, nil
+}
+
+// releaseImage is a package's entry in a release: its signed metadata, and
+// the digest and size of the whole file.
+func releaseImage(pf *imagepkg.PackageFile) manifest.Image {
+	m := pf.Metadata
+	return manifest.Image{
 		Component:       m.Component,
 		Type:            m.Type,
 		Version:         m.Version,
 		SecurityVersion: m.SecurityVersion,
 		Hardware:        append([]string(nil), m.Hardware...),
-		Package:         manifest.Blob{Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: cr.n},
+		Package:         manifest.Blob{Digest: pf.Digest, Size: pf.Size},
 		Payload:         manifest.Blob{Digest: m.Payload.SHA256, Size: m.Payload.Size},
-	}, nil
-}
-
-type mfCountingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *mfCountingReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.n += int64(n)
-	return n, err
-}
-
-// mfAddDelta reads a delta patch's header and whole-file digest and lists
-// it under the image whose payload it produces.
-func mfAddDelta(rel *manifest.Release, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
 	}
-	defer f.Close()
-	h := sha256.New()
-	cr := &mfCountingReader{r: io.TeeReader(f, h)}
-	hdr, err := delta.ReadHeader(cr)
-	if err != nil {
-		return fmt.Errorf("--delta %s: %w", path, err)
-	}
-	if _, err := io.Copy(io.Discard, cr); err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	if cr.n != hdr.PatchSize() {
-		return fmt.Errorf("--delta %s: file is %d bytes, its header says %d", path, cr.n, hdr.PatchSize())
-	}
-	var img *manifest.Image
-	for i := range rel.Images {
-		if rel.Images[i].Payload.Digest == hdr.NewDigest() {
-			img = &rel.Images[i]
-		}
-	}
-	if img == nil {
-		return usageError("--delta %s produces payload %s, which is not the payload of any package given", path, hdr.NewDigest())
-	}
-	if hdr.NewSize != img.Payload.Size {
-		return fmt.Errorf("--delta %s: produces %d bytes, component %s's payload is %d", path, hdr.NewSize, img.Component, img.Payload.Size)
-	}
-	if _, dup := img.DeltaFrom(hdr.OldDigest()); dup {
-		return usageError("--delta %s: component %s already has a delta from payload %s", path, img.Component, hdr.OldDigest())
-	}
-	img.Deltas = append(img.Deltas, manifest.Delta{
-		FromPayloadDigest: hdr.OldDigest(),
-		Digest:            "sha256:" + hex.EncodeToString(h.Sum(nil)),
-		Size:              cr.n,
-	})
-	return nil
 }
 
 func releaseSignCommand() *cli.Command {
@@ -274,12 +206,12 @@ func releaseSignAction(c *cli.Context) error {
 		return usageError("give --key, --merge or both")
 	}
 	path := c.Args().First()
-	env, rel, err := mfReadRelease(path)
+	env, rel, err := manifest.ReadReleaseFile(path)
 	if err != nil {
 		return err
 	}
 	for _, m := range c.StringSlice("merge") {
-		other, _, err := mfReadRelease(m)
+		other, _, err := manifest.ReadReleaseFile(m)
 		if err != nil {
 			return err
 		}
@@ -298,7 +230,7 @@ func releaseSignAction(c *cli.Context) error {
 		}
 		signedBy = " with key " + signer.KeyID()
 	}
-	if err := mfWriteEnvelope(path, env); err != nil {
+	if err := manifest.WriteEnvelopeFile(path, env); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.ErrWriter, "signed release %s version %d in %s%s (%d signature(s))\n", rel.Product, rel.Version, path, signedBy, len(env.Signatures))
@@ -337,12 +269,12 @@ func releaseVerifyAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	root, err := mfLoadTrustedRoot(c.String("root"), now)
+	root, err := manifest.LoadTrustedRoot(c.String("root"), now)
 	if err != nil {
-		return err
+		return verifyError(err)
 	}
 	path := c.Args().First()
-	data, err := mfReadFile(path)
+	data, err := manifest.ReadFile(path)
 	if err != nil {
 		return err
 	}
@@ -362,104 +294,5 @@ func releaseVerifyAction(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.ErrWriter, "release OK: %s version %d, %d image(s), expires %s (root version %d)\n",
 		rel.Product, rel.Version, len(rel.Images), rel.Expires.Format(time.RFC3339), root.Version)
-	return nil
-}
-
-// isManifestEnvelope reports whether data looks like an upkit trust root or
-// release manifest (a JSON object naming one of their payload types), for
-// `upkit inspect` to pick inspectManifest.
-func isManifestEnvelope(data []byte) bool {
-	t := bytes.TrimLeft(data, " \t\r\n")
-	if len(t) == 0 || t[0] != '{' {
-		return false
-	}
-	return bytes.Contains(data, []byte(manifest.RootPayloadType)) || bytes.Contains(data, []byte(manifest.ReleasePayloadType))
-}
-
-// inspectManifest prints a trust root or release manifest envelope,
-// WITHOUT verifying its signatures: the payload type, the key IDs that
-// signed, and the document, human-readable or (asJSON) as one JSON object
-// {"payloadType", "signatures": [keyid...], "verified": false, "root"|"release"}.
-// The document is parsed strictly; an error is returned for anything
-// ParseEnvelope, ParseRoot or ParseRelease reject.
-func inspectManifest(w io.Writer, data []byte, asJSON bool) error {
-	if len(data) > manifest.MaxDocumentSize {
-		return fmt.Errorf("%w: over %d bytes", manifest.ErrTooLarge, manifest.MaxDocumentSize)
-	}
-	env, err := manifest.ParseEnvelope(data)
-	if err != nil {
-		return err
-	}
-	keyIDs := make([]string, 0, len(env.Signatures))
-	for _, s := range env.Signatures {
-		keyIDs = append(keyIDs, s.KeyID)
-	}
-	out := map[string]any{"payloadType": env.PayloadType, "signatures": keyIDs, "verified": false}
-	var root *manifest.Root
-	var rel *manifest.Release
-	switch env.PayloadType {
-	case manifest.RootPayloadType:
-		if root, err = manifest.ParseRoot(env.Payload); err != nil {
-			return err
-		}
-		out["root"] = root
-	case manifest.ReleasePayloadType:
-		if rel, err = manifest.ParseRelease(env.Payload); err != nil {
-			return err
-		}
-		out["release"] = rel
-	default:
-		return fmt.Errorf("%w: %q is neither %s nor %s", manifest.ErrPayloadType, env.PayloadType, manifest.RootPayloadType, manifest.ReleasePayloadType)
-	}
-	if asJSON {
-		return printJSON(w, out)
-	}
-	var b strings.Builder
-	if root != nil {
-		fmt.Fprintf(&b, "trust root version %d (schema %d), expires %s\n", root.Version, root.SchemaVersion, root.Expires.Format(time.RFC3339))
-		for _, role := range []struct {
-			name string
-			r    manifest.Role
-		}{{"root", root.Roles.Root}, {"release", root.Roles.Release}} {
-			fmt.Fprintf(&b, "  role %s: %d of %d keys\n", role.name, role.r.Threshold, len(role.r.KeyIDs))
-			for _, id := range role.r.KeyIDs {
-				fmt.Fprintf(&b, "    %s (%s)\n", id, root.Keys[id].Algorithm)
-			}
-		}
-	} else {
-		fmt.Fprintf(&b, "release %s version %d (schema %d), created %s, expires %s\n", rel.Product, rel.Version, rel.SchemaVersion,
-			rel.Created.Format(time.RFC3339), rel.Expires.Format(time.RFC3339))
-		for _, img := range rel.Images {
-			fmt.Fprintf(&b, "  %s: %s %s, security version %d, hardware %s\n", img.Component, img.Type, img.Version, img.SecurityVersion, strings.Join(img.Hardware, ", "))
-			fmt.Fprintf(&b, "    package %s (%s)\n", img.Package.Digest, humanSize(img.Package.Size))
-			fmt.Fprintf(&b, "    payload %s (%s)\n", img.Payload.Digest, humanSize(img.Payload.Size))
-			for _, d := range img.Deltas {
-				fmt.Fprintf(&b, "    delta from payload %s: %s (%s)\n", d.FromPayloadDigest, d.Digest, humanSize(d.Size))
-				if d.FromPackageDigest != "" {
-					fmt.Fprintf(&b, "      (from package %s)\n", d.FromPackageDigest)
-				}
-			}
-		}
-	}
-	fmt.Fprintf(&b, "signatures (%d, NOT verified; use upkit root verify / upkit release verify):\n", len(keyIDs))
-	for _, id := range keyIDs {
-		fmt.Fprintf(&b, "  %s\n", id)
-	}
-	_, err = io.WriteString(w, b.String())
-	return err
-}
-
-// inspectManifestFile is `upkit inspect` for a JSON document: it reads a
-// trust root or release manifest (bounded by manifest.MaxDocumentSize) and
-// prints it with inspectManifest to stdout, unverified. Parse failures are
-// verification failures (exit code 1).
-func inspectManifestFile(c *cli.Context, path string) error {
-	data, err := mfReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := inspectManifest(c.App.Writer, data, c.Bool("json")); err != nil {
-		return verifyError(fmt.Errorf("%s: %w", path, err))
-	}
 	return nil
 }

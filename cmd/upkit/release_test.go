@@ -12,12 +12,13 @@ import (
 
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/manifest"
+	"github.com/upkit/upkit/oci"
 )
 
-// mfPackages writes rootfs-1.0.0.img and rootfs-1.1.0.img (similar
+// writePackages writes rootfs-1.0.0.img and rootfs-1.1.0.img (similar
 // payloads), packs rootfs 1.1.0 and an app with the given key, and makes a
 // delta from 1.0.0 to 1.1.0. It returns the package and delta paths.
-func mfPackages(t *testing.T, dir, key string) (rootfs, app, patch string) {
+func writePackages(t *testing.T, dir, key string) (rootfs, app, patch string) {
 	t.Helper()
 	p := func(n string) string { return filepath.Join(dir, n) }
 	old := make([]byte, 64<<10)
@@ -37,9 +38,9 @@ func mfPackages(t *testing.T, dir, key string) (rootfs, app, patch string) {
 		t.Fatal(err)
 	}
 	rootfs, app, patch = p("rootfs.upk"), p("app.upk"), p("rootfs-1.0.0-1.1.0.delta")
-	mustRun(t, mfEnv, "pack", "--type", "os", "--component", "rootfs", "--version", "1.1.0", "--security-version", "2",
+	mustRun(t, keyEnv, "pack", "--type", "os", "--component", "rootfs", "--version", "1.1.0", "--security-version", "2",
 		"--hardware", "gw-100,gw-200", "--key", key, "-o", rootfs, p("rootfs-1.1.0.img"))
-	mustRun(t, mfEnv, "pack", "--type", "app", "--component", "web", "--version", "2.0.0", "--security-version", "0",
+	mustRun(t, keyEnv, "pack", "--type", "app", "--component", "web", "--version", "2.0.0", "--security-version", "0",
 		"--hardware", "gw-100", "--key", key, "-o", app, p("app"))
 	if _, err := delta.CreateFile(context.Background(), p("rootfs-1.0.0.img"), p("rootfs-1.1.0.img"), patch, nil); err != nil {
 		t.Fatal(err)
@@ -49,21 +50,28 @@ func mfPackages(t *testing.T, dir, key string) (rootfs, app, patch string) {
 
 func TestReleaseCreateSignVerify(t *testing.T) {
 	dir := t.TempDir()
-	ids := mfKeys(t, dir, "alice", "bob", "carol", "ci", "ci2")
+	ids := writeKeys(t, dir, "alice", "bob", "carol", "ci", "ci2")
 	p := func(n string) string { return filepath.Join(dir, n) }
-	root := mfRootV1(t, dir)
-	rootfs, app, patch := mfPackages(t, dir, p("ci.key"))
+	root := writeRootV1(t, dir)
+	rootfs, app, patch := writePackages(t, dir, p("ci.key"))
 	rel := p("release.json")
 	t.Setenv("SOURCE_DATE_EPOCH", "1780000000") // 2026-05-28
-	mustRun(t, mfEnv, "release", "create", "--product", "gw", "--version", "12", "--expires", "3650d",
+	mustRun(t, keyEnv, "release", "create", "--product", "gw", "--version", "12", "--expires", "3650d",
 		"--root", root, "--delta", patch, "-o", rel, rootfs, app)
+	// Flags may follow the packages, and "--" ends them: the same release.
+	again := p("again.json")
+	mustRun(t, keyEnv, "release", "create", "--product", "gw", "-o", again, rootfs, "--delta", patch, "--version", "12",
+		"--root", root, "--expires", "3650d", "--", app)
+	if a, b := readEnvelope(t, rel), readEnvelope(t, again); !bytes.Equal(a.Payload, b.Payload) {
+		t.Fatalf("flags after the packages made another release:\n%s\n%s", a.Payload, b.Payload)
+	}
 
 	// Unsigned: refused.
-	if r := runCLI(t, mfEnv, "release", "verify", "--root", root, rel); r.code != exitFailed {
+	if r := runCLI(t, keyEnv, "release", "verify", "--root", root, rel); r.code != exitFailed {
 		t.Fatalf("unsigned release verified: exit %d", r.code)
 	}
-	mustRun(t, mfEnv, "release", "sign", "--key", p("ci.key"), rel)
-	r := mustRun(t, mfEnv, "release", "verify", "--root", root, "--hardware", "gw-100", "--json", rel)
+	mustRun(t, keyEnv, "release", "sign", "--key", p("ci.key"), rel)
+	r := mustRun(t, keyEnv, "release", "verify", "--root", root, "--hardware", "gw-100", "--json", rel)
 	var out struct {
 		Verified bool
 		Release  manifest.Release
@@ -80,39 +88,39 @@ func TestReleaseCreateSignVerify(t *testing.T) {
 		t.Fatalf("rootfs entry: %+v", img)
 	}
 	// The listed digests are those of the files.
-	pd, ps, err := pkgFileDigest(rootfs)
+	pd, ps, err := oci.HashFile(context.Background(), rootfs)
 	if err != nil || img.Package.Digest != pd || img.Package.Size != ps {
 		t.Fatalf("package digest %s/%d, file %s/%d", img.Package.Digest, img.Package.Size, pd, ps)
 	}
-	dd, ds, _ := pkgFileDigest(patch)
-	od, _, _ := pkgFileDigest(p("rootfs-1.0.0.img"))
-	nd, ns, _ := pkgFileDigest(p("rootfs-1.1.0.img"))
+	dd, ds, _ := oci.HashFile(context.Background(), patch)
+	od, _, _ := oci.HashFile(context.Background(), p("rootfs-1.0.0.img"))
+	nd, ns, _ := oci.HashFile(context.Background(), p("rootfs-1.1.0.img"))
 	if d := img.Deltas[0]; d.Digest != dd || d.Size != ds || d.FromPayloadDigest != od || img.Payload.Digest != nd || img.Payload.Size != ns {
 		t.Fatalf("delta entry %+v, want %s/%d from %s", d, dd, ds, od)
 	}
 
 	// Wrong hardware, expired, revoked key after rotation: exit 1.
-	if r := runCLI(t, mfEnv, "release", "verify", "--root", root, "--hardware", "gw-200", rel); r.code != exitFailed || !strings.Contains(r.stderr, "hardware") {
+	if r := runCLI(t, keyEnv, "release", "verify", "--root", root, "--hardware", "gw-200", rel); r.code != exitFailed || !strings.Contains(r.stderr, "hardware") {
 		t.Fatalf("wrong hardware: exit %d %s", r.code, r.stderr)
 	}
-	if r := runCLI(t, mfEnv, "release", "verify", "--root", root, "--now", "2036-06-01T00:00:00Z", rel); r.code != exitFailed || !strings.Contains(r.stderr, "expired") {
+	if r := runCLI(t, keyEnv, "release", "verify", "--root", root, "--now", "2036-06-01T00:00:00Z", rel); r.code != exitFailed || !strings.Contains(r.stderr, "expired") {
 		t.Fatalf("expired: exit %d %s", r.code, r.stderr)
 	}
 	root2 := p("root-v2.json")
-	mustRun(t, mfEnv, "root", "rotate", "--from", root, "--add-release-key", p("ci2.pub"), "--remove-key", ids["ci"], "-o", root2)
-	mustRun(t, mfEnv, "root", "sign", "--key", p("alice.key"), root2)
-	mustRun(t, mfEnv, "root", "sign", "--key", p("carol.key"), root2)
-	if r := runCLI(t, mfEnv, "release", "verify", "--root", root2, rel); r.code != exitFailed || !strings.Contains(r.stderr, "does not trust") {
+	mustRun(t, keyEnv, "root", "rotate", "--from", root, "--add-release-key", p("ci2.pub"), "--remove-key", ids["ci"], "-o", root2)
+	mustRun(t, keyEnv, "root", "sign", "--key", p("alice.key"), root2)
+	mustRun(t, keyEnv, "root", "sign", "--key", p("carol.key"), root2)
+	if r := runCLI(t, keyEnv, "release", "verify", "--root", root2, rel); r.code != exitFailed || !strings.Contains(r.stderr, "does not trust") {
 		t.Fatalf("revoked key: exit %d %s", r.code, r.stderr)
 	}
 
 	// inspect helpers: human and JSON, unverified.
 	data, _ := os.ReadFile(rel)
-	if !isManifestEnvelope(data) {
-		t.Fatal("isManifestEnvelope(release) = false")
+	if !manifest.LooksLikeEnvelope(data) {
+		t.Fatal("LooksLikeEnvelope(release) = false")
 	}
 	var human, js bytes.Buffer
-	if err := inspectManifest(&human, data, false); err != nil {
+	if err := printDocument(&human, data, false); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"release gw version 12", "rootfs: os 1.1.0", "delta from payload " + od, ids["ci"], "NOT verified"} {
@@ -120,30 +128,30 @@ func TestReleaseCreateSignVerify(t *testing.T) {
 			t.Errorf("inspect output lacks %q:\n%s", want, human.String())
 		}
 	}
-	if err := inspectManifest(&js, data, true); err != nil || !json.Valid(js.Bytes()) || !strings.Contains(js.String(), `"verified": false`) {
+	if err := printDocument(&js, data, true); err != nil || !json.Valid(js.Bytes()) || !strings.Contains(js.String(), `"verified": false`) {
 		t.Fatalf("inspect --json: %v %s", err, js.String())
 	}
 	rootData, _ := os.ReadFile(root)
 	human.Reset()
-	if err := inspectManifest(&human, rootData, false); err != nil || !strings.Contains(human.String(), "role root: 2 of 3 keys") {
+	if err := printDocument(&human, rootData, false); err != nil || !strings.Contains(human.String(), "role root: 2 of 3 keys") {
 		t.Fatalf("inspect root: %v\n%s", err, human.String())
 	}
-	if isManifestEnvelope([]byte("UPKIMG\x00\x01")) {
-		t.Fatal("isManifestEnvelope(package) = true")
+	if manifest.LooksLikeEnvelope([]byte("UPKIMG\x00\x01")) {
+		t.Fatal("LooksLikeEnvelope(package) = true")
 	}
 }
 
 func TestReleaseCreateRefusesUntrustedPackages(t *testing.T) {
 	dir := t.TempDir()
-	mfKeys(t, dir, "alice", "bob", "carol", "ci", "other")
+	writeKeys(t, dir, "alice", "bob", "carol", "ci", "other")
 	p := func(n string) string { return filepath.Join(dir, n) }
-	root := mfRootV1(t, dir)
-	rootfs, app, _ := mfPackages(t, dir, p("other.key")) // not a release key
+	root := writeRootV1(t, dir)
+	rootfs, app, _ := writePackages(t, dir, p("other.key")) // not a release key
 	for _, args := range [][]string{
 		{"release", "create", "--product", "gw", "--version", "1", "--root", root, "-o", p("r1.json"), rootfs, app},
 		{"release", "create", "--product", "gw", "--version", "1", "--key", p("ci.pub"), "-o", p("r2.json"), rootfs},
 	} {
-		if r := runCLI(t, mfEnv, args...); r.code != exitFailed || !strings.Contains(r.stderr, "imagepkg") {
+		if r := runCLI(t, keyEnv, args...); r.code != exitFailed || !strings.Contains(r.stderr, "imagepkg") {
 			t.Errorf("upkit %s: exit %d (%s)", strings.Join(args, " "), r.code, r.stderr)
 		}
 	}
@@ -153,23 +161,23 @@ func TestReleaseCreateRefusesUntrustedPackages(t *testing.T) {
 		}
 	}
 	// Without --key/--root the signature is not checked (payload still is).
-	mustRun(t, mfEnv, "release", "create", "--product", "gw", "--version", "1", "-o", p("r3.json"), rootfs, app)
+	mustRun(t, keyEnv, "release", "create", "--product", "gw", "--version", "1", "-o", p("r3.json"), rootfs, app)
 	// A tampered package is refused even then.
 	b, _ := os.ReadFile(rootfs)
 	b[len(b)-1] ^= 1
 	bad := p("bad.upk")
 	os.WriteFile(bad, b, 0o644)
-	if r := runCLI(t, mfEnv, "release", "create", "--product", "gw", "--version", "1", "-o", p("r4.json"), bad); r.code != exitFailed {
+	if r := runCLI(t, keyEnv, "release", "create", "--product", "gw", "--version", "1", "-o", p("r4.json"), bad); r.code != exitFailed {
 		t.Fatalf("tampered package: exit %d %s", r.code, r.stderr)
 	}
 	// Two packages of the same component, a delta for no package: usage errors.
-	if r := runCLI(t, mfEnv, "release", "create", "--product", "gw", "--version", "1", "-o", p("r5.json"), rootfs, rootfs); r.code != exitUsage {
+	if r := runCLI(t, keyEnv, "release", "create", "--product", "gw", "--version", "1", "-o", p("r5.json"), rootfs, rootfs); r.code != exitUsage {
 		t.Fatalf("duplicate component: exit %d %s", r.code, r.stderr)
 	}
 	if _, err := delta.CreateFile(context.Background(), p("rootfs-1.1.0.img"), p("rootfs-1.0.0.img"), p("back.delta"), nil); err != nil {
 		t.Fatal(err)
 	}
-	if r := runCLI(t, mfEnv, "release", "create", "--product", "gw", "--version", "1", "--delta", p("back.delta"), "-o", p("r6.json"), rootfs); r.code != exitUsage {
+	if r := runCLI(t, keyEnv, "release", "create", "--product", "gw", "--version", "1", "--delta", p("back.delta"), "-o", p("r6.json"), rootfs); r.code != exitUsage {
 		t.Fatalf("unmatched delta: exit %d %s", r.code, r.stderr)
 	}
 }
@@ -180,35 +188,35 @@ func TestReleaseCreateRefusesUntrustedPackages(t *testing.T) {
 func TestReleaseOfflineSigning(t *testing.T) {
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
-	mfKeys(t, dir, "alice", "bob", "carol", "ci", "ci2")
+	writeKeys(t, dir, "alice", "bob", "carol", "ci", "ci2")
 	root := p("root.json")
-	mustRun(t, mfEnv, "root", "init", "--root-key", p("alice.pub"), "--release-key", p("ci.pub"), "--release-key", p("ci2.pub"),
+	mustRun(t, keyEnv, "root", "init", "--root-key", p("alice.pub"), "--release-key", p("ci.pub"), "--release-key", p("ci2.pub"),
 		"--release-threshold", "2", "-o", root)
-	mustRun(t, mfEnv, "root", "sign", "--key", p("alice.key"), root)
-	rootfs, _, _ := mfPackages(t, dir, p("ci.key"))
+	mustRun(t, keyEnv, "root", "sign", "--key", p("alice.key"), root)
+	rootfs, _, _ := writePackages(t, dir, p("ci.key"))
 	rel := p("release.json")
-	mustRun(t, mfEnv, "release", "create", "--product", "gw", "--version", "3", "--root", root, "-o", rel, rootfs)
+	mustRun(t, keyEnv, "release", "create", "--product", "gw", "--version", "3", "--root", root, "-o", rel, rootfs)
 	unsigned, _ := os.ReadFile(rel)
 	copyA, copyB := p("release.a.json"), p("release.b.json")
 	os.WriteFile(copyA, unsigned, 0o644)
 	os.WriteFile(copyB, unsigned, 0o644)
-	mustRun(t, mfEnv, "release", "sign", "--key", p("ci.key"), copyA)
-	mustRun(t, mfEnv, "release", "sign", "--key", p("ci2.key"), copyB)
-	if r := runCLI(t, mfEnv, "release", "verify", "--root", root, copyA); r.code != exitFailed {
+	mustRun(t, keyEnv, "release", "sign", "--key", p("ci.key"), copyA)
+	mustRun(t, keyEnv, "release", "sign", "--key", p("ci2.key"), copyB)
+	if r := runCLI(t, keyEnv, "release", "verify", "--root", root, copyA); r.code != exitFailed {
 		t.Fatal("1 of 2 signatures accepted")
 	}
-	mustRun(t, mfEnv, "release", "sign", "--merge", copyA, "--merge", copyB, rel)
-	mustRun(t, mfEnv, "release", "verify", "--root", root, rel)
+	mustRun(t, keyEnv, "release", "sign", "--merge", copyA, "--merge", copyB, rel)
+	mustRun(t, keyEnv, "release", "verify", "--root", root, rel)
 	// Sequential: ci2 signs the copy ci already signed.
-	mustRun(t, mfEnv, "release", "sign", "--key", p("ci2.key"), copyA)
-	mustRun(t, mfEnv, "release", "verify", "--root", root, copyA)
-	if n := len(mfParse(t, copyA).Signatures); n != 2 {
+	mustRun(t, keyEnv, "release", "sign", "--key", p("ci2.key"), copyA)
+	mustRun(t, keyEnv, "release", "verify", "--root", root, copyA)
+	if n := len(readEnvelope(t, copyA).Signatures); n != 2 {
 		t.Fatalf("%d signatures, want 2", n)
 	}
 	// Merging a different manifest is refused.
 	other := p("other.json")
-	mustRun(t, mfEnv, "release", "create", "--product", "gw", "--version", "4", "--root", root, "-o", other, rootfs)
-	if r := runCLI(t, mfEnv, "release", "sign", "--merge", other, rel); r.code == 0 || !strings.Contains(r.stderr, "different payloads") {
+	mustRun(t, keyEnv, "release", "create", "--product", "gw", "--version", "4", "--root", root, "-o", other, rootfs)
+	if r := runCLI(t, keyEnv, "release", "sign", "--merge", other, rel); r.code == 0 || !strings.Contains(r.stderr, "different payloads") {
 		t.Fatalf("merge of another manifest: exit %d %s", r.code, r.stderr)
 	}
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/upkit/upkit/manifest"
 	"github.com/upkit/upkit/signing"
+	"github.com/upkit/upkit/spec"
 )
 
 func rootCommand() *cli.Command {
@@ -71,63 +70,37 @@ Example:
 }
 
 func rootInitAction(c *cli.Context) error {
-	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
+	out, expires, err := rootOutput(c)
+	if err != nil {
 		return err
-	}
-	out := c.String("output")
-	if err := mfCheckOutput(c, out); err != nil {
-		return err
-	}
-	expires, err := mfExpiry(c.String("expires"), time.Now())
-	if err != nil {
-		return usageError("--expires: %v", err)
-	}
-	rootKeys, err := loadPublicKeys(c.StringSlice("root-key"))
-	if err != nil {
-		return fmt.Errorf("--root-key: %w", err)
-	}
-	releaseKeys, err := loadPublicKeys(c.StringSlice("release-key"))
-	if err != nil {
-		return fmt.Errorf("--release-key: %w", err)
 	}
 	r := &manifest.Root{
 		SchemaVersion: manifest.SchemaVersion,
 		Version:       c.Uint64("version"),
 		Expires:       expires,
-		Keys:          map[string]manifest.Key{},
 		Roles: manifest.Roles{
 			Root:    manifest.Role{Threshold: c.Int("root-threshold")},
 			Release: manifest.Role{Threshold: c.Int("release-threshold")},
 		},
 	}
-	for _, k := range rootKeys {
-		if slices.Contains(r.Roles.Root.KeyIDs, k.ID) {
-			return usageError("--root-key: key %s given twice", k.ID)
-		}
-		id, entry := manifest.KeyOf(k)
-		r.Keys[id] = entry
-		r.Roles.Root.KeyIDs = append(r.Roles.Root.KeyIDs, id)
+	if err := addKeys(c, r, "root-key", manifest.RoleRoot, nil); err != nil {
+		return err
 	}
-	for _, k := range releaseKeys {
-		if slices.Contains(r.Roles.Release.KeyIDs, k.ID) {
-			return usageError("--release-key: key %s given twice", k.ID)
-		}
-		id, entry := manifest.KeyOf(k)
-		r.Keys[id] = entry
-		r.Roles.Release.KeyIDs = append(r.Roles.Release.KeyIDs, id)
+	if err := addKeys(c, r, "release-key", manifest.RoleRelease, nil); err != nil {
+		return err
 	}
-	if err := mfCheckThresholds(r); err != nil {
+	if err := checkThresholds(r); err != nil {
 		return err
 	}
 	env, err := manifest.NewRootEnvelope(r)
 	if err != nil {
 		return err
 	}
-	if err := mfWriteEnvelope(out, env); err != nil {
+	if err := manifest.WriteEnvelopeFile(out, env); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.ErrWriter, "wrote unsigned root version %d to %s (%s); now sign it with %d of the root keys: upkit root sign --key KEY %s\n",
-		r.Version, out, mfRolesSummary(r), r.Roles.Root.Threshold, out)
+		r.Version, out, r.RolesSummary(), r.Roles.Root.Threshold, out)
 	return nil
 }
 
@@ -153,7 +126,7 @@ Example:
 				return err
 			}
 			path := c.Args().First()
-			env, r, err := mfReadRoot(path)
+			env, r, err := manifest.ReadRootFile(path)
 			if err != nil {
 				return err
 			}
@@ -164,7 +137,7 @@ Example:
 			if err := manifest.Sign(c.Context, env, signer); err != nil {
 				return err
 			}
-			if err := mfWriteEnvelope(path, env); err != nil {
+			if err := manifest.WriteEnvelopeFile(path, env); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.ErrWriter, "signed root version %d in %s with key %s (%d signature(s))\n", r.Version, path, signer.KeyID(), len(env.Signatures))
@@ -214,64 +187,33 @@ Example:
 }
 
 func rootRotateAction(c *cli.Context) error {
-	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
-		return err
-	}
-	out := c.String("output")
-	if err := mfCheckOutput(c, out); err != nil {
-		return err
-	}
-	expires, err := mfExpiry(c.String("expires"), time.Now())
-	if err != nil {
-		return usageError("--expires: %v", err)
-	}
-	_, cur, err := mfReadRoot(c.String("from"))
+	out, expires, err := rootOutput(c)
 	if err != nil {
 		return err
 	}
-	if cur.Version == ^uint64(0) {
-		return fmt.Errorf("root version %d cannot be incremented", cur.Version)
+	_, cur, err := manifest.ReadRootFile(c.String("from"))
+	if err != nil {
+		return err
 	}
-	next := cur.Clone()
-	next.Version = cur.Version + 1
-	next.Expires = expires
-
+	next, err := cur.Next(expires)
+	if err != nil {
+		return err
+	}
 	var removed []string
 	for _, ref := range c.StringSlice("remove-key") {
-		id, err := mfKeyIDRef(ref)
+		id, err := keyIDRef(ref)
 		if err != nil {
 			return usageError("--remove-key %q: %v", ref, err)
 		}
-		if _, ok := next.Keys[id]; !ok {
-			return usageError("--remove-key %s: the current root has no such key", id)
+		if err := next.RemoveKey(id); err != nil {
+			return usageError("--remove-key %s: %v", id, err)
 		}
-		next.Roles.Root.KeyIDs = slices.DeleteFunc(next.Roles.Root.KeyIDs, func(s string) bool { return s == id })
-		next.Roles.Release.KeyIDs = slices.DeleteFunc(next.Roles.Release.KeyIDs, func(s string) bool { return s == id })
-		delete(next.Keys, id)
 		removed = append(removed, id)
 	}
-	add := func(flag string, role *manifest.Role) error {
-		keys, err := loadPublicKeys(c.StringSlice(flag))
-		if err != nil {
-			return fmt.Errorf("--%s: %w", flag, err)
-		}
-		for _, k := range keys {
-			if slices.Contains(removed, k.ID) {
-				return usageError("--%s: key %s is also given to --remove-key", flag, k.ID)
-			}
-			if slices.Contains(role.KeyIDs, k.ID) {
-				return usageError("--%s: key %s already has this role", flag, k.ID)
-			}
-			id, entry := manifest.KeyOf(k)
-			next.Keys[id] = entry
-			role.KeyIDs = append(role.KeyIDs, id)
-		}
-		return nil
-	}
-	if err := add("add-root-key", &next.Roles.Root); err != nil {
+	if err := addKeys(c, next, "add-root-key", manifest.RoleRoot, removed); err != nil {
 		return err
 	}
-	if err := add("add-release-key", &next.Roles.Release); err != nil {
+	if err := addKeys(c, next, "add-release-key", manifest.RoleRelease, removed); err != nil {
 		return err
 	}
 	if c.IsSet("root-threshold") {
@@ -280,18 +222,18 @@ func rootRotateAction(c *cli.Context) error {
 	if c.IsSet("release-threshold") {
 		next.Roles.Release.Threshold = c.Int("release-threshold")
 	}
-	if err := mfCheckThresholds(next); err != nil {
+	if err := checkThresholds(next); err != nil {
 		return err
 	}
 	env, err := manifest.NewRootEnvelope(next)
 	if err != nil {
 		return err
 	}
-	if err := mfWriteEnvelope(out, env); err != nil {
+	if err := manifest.WriteEnvelopeFile(out, env); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.ErrWriter, "wrote unsigned root version %d to %s (%s); sign it with %d root key(s) of version %d and %d of version %d\n",
-		next.Version, out, mfRolesSummary(next), cur.Roles.Root.Threshold, cur.Version, next.Roles.Root.Threshold, next.Version)
+		next.Version, out, next.RolesSummary(), cur.Roles.Root.Threshold, cur.Version, next.Roles.Root.Threshold, next.Version)
 	return nil
 }
 
@@ -328,149 +270,71 @@ func rootVerifyAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	files := c.Args().Slice()
-	var trusted *manifest.Root
-	if t := c.String("trusted"); t != "" {
-		if _, trusted, err = mfReadRoot(t); err != nil {
-			return err
-		}
-	} else {
-		data, err := mfReadFile(files[0])
-		if err != nil {
-			return err
-		}
-		files = files[1:]
-		if len(files) == 0 {
-			trusted, err = manifest.VerifySelfSignedRoot(data, now)
-		} else {
-			// The first root only starts the chain: check its
-			// signatures at an instant it is valid; only the last
-			// root's expiry matters (VerifyRootChain).
-			trusted, err = manifest.VerifySelfSignedRoot(data, mfFirstValidInstant(data))
-		}
-		if err != nil {
-			return verifyError(fmt.Errorf("%s: %w", c.Args().First(), err))
-		}
-	}
-	chain := make([][]byte, 0, len(files))
-	for _, f := range files {
-		data, err := mfReadFile(f)
+	var chain [][]byte
+	for _, f := range c.Args().Slice() {
+		data, err := manifest.ReadFile(f)
 		if err != nil {
 			return err
 		}
 		chain = append(chain, data)
 	}
-	final, err := manifest.VerifyRootChain(trusted, chain, now)
+	var final *manifest.Root
+	if t := c.String("trusted"); t != "" {
+		_, trusted, err := manifest.ReadRootFile(t)
+		if err != nil {
+			return err
+		}
+		final, err = manifest.VerifyRootChain(trusted, chain, now)
+	} else {
+		final, err = manifest.VerifyRootChainFrom(chain[0], chain[1:], now)
+	}
 	if err != nil {
 		return verifyError(err)
 	}
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, map[string]any{"verified": true, "root": final})
 	}
-	fmt.Fprintf(c.App.ErrWriter, "root OK: version %d, expires %s, %s\n", final.Version, final.Expires.UTC().Format(time.RFC3339), mfRolesSummary(final))
+	fmt.Fprintf(c.App.ErrWriter, "root OK: version %d, expires %s, %s\n", final.Version, final.Expires.UTC().Format(time.RFC3339), final.RolesSummary())
 	return nil
 }
 
-// mfFirstValidInstant returns a time at which a root envelope is not
-// expired (its creation is unknown; its expiry is the latest valid
-// instant), or the zero time if it cannot be parsed (verification then
-// reports why).
-func mfFirstValidInstant(data []byte) time.Time {
-	env, err := manifest.ParseEnvelope(data)
-	if err != nil {
-		return time.Time{}
+// rootOutput checks the arguments of root init and rotate, and returns
+// --output (which must not exist unless --force) and --expires.
+func rootOutput(c *cli.Context) (string, time.Time, error) {
+	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
+		return "", time.Time{}, err
 	}
-	r, err := manifest.ParseRoot(env.Payload)
-	if err != nil {
-		return time.Time{}
+	out := c.String("output")
+	if err := checkOutput(c, out); err != nil {
+		return "", time.Time{}, err
 	}
-	return r.Expires
+	expires, err := parseExpiry(c.String("expires"), time.Now())
+	if err != nil {
+		return "", time.Time{}, usageError("--expires: %v", err)
+	}
+	return out, expires, nil
 }
 
-// mfReadFile reads a root or release document, bounded by the manifest
-// package's document size limit.
-func mfReadFile(path string) ([]byte, error) {
-	data, err := readLimited(path, manifest.MaxDocumentSize)
-	if errors.Is(err, errFileTooLarge) {
-		return nil, fmt.Errorf("%s: %w: over %d bytes", path, manifest.ErrTooLarge, manifest.MaxDocumentSize)
+// addKeys gives role the public keys of the files of the flag; a key also
+// in removed, or given twice, is a usage error.
+func addKeys(c *cli.Context, r *manifest.Root, flag, role string, removed []string) error {
+	keys, err := loadPublicKeys(c.StringSlice(flag))
+	if err != nil {
+		return fmt.Errorf("--%s: %w", flag, err)
 	}
-	return data, err
+	for _, k := range keys {
+		if slices.Contains(removed, k.ID) {
+			return usageError("--%s: key %s is also given to --remove-key", flag, k.ID)
+		}
+		if err := r.AddKey(role, k); err != nil {
+			return usageError("--%s: %v", flag, err)
+		}
+	}
+	return nil
 }
 
-// mfReadEnvelope reads an envelope of the given payload type (what names
-// it in errors) and parses it strictly, without checking signatures.
-func mfReadEnvelope(path, payloadType, what string) (*manifest.Envelope, error) {
-	data, err := mfReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	env, err := manifest.ParseEnvelope(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if env.PayloadType != payloadType {
-		return nil, fmt.Errorf("%s: %w: %q is not %s (want %s)", path, manifest.ErrPayloadType, env.PayloadType, what, payloadType)
-	}
-	return env, nil
-}
-
-// mfReadRoot reads a root envelope and parses it strictly, without checking
-// signatures (for signing, rotating, or a root the user declares trusted).
-func mfReadRoot(path string) (*manifest.Envelope, *manifest.Root, error) {
-	env, err := mfReadEnvelope(path, manifest.RootPayloadType, "a trust root")
-	if err != nil {
-		return nil, nil, err
-	}
-	r, err := manifest.ParseRoot(env.Payload)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return env, r, nil
-}
-
-// mfReadRelease reads a release envelope and parses it strictly, without
-// checking signatures.
-func mfReadRelease(path string) (*manifest.Envelope, *manifest.Release, error) {
-	env, err := mfReadEnvelope(path, manifest.ReleasePayloadType, "a release manifest")
-	if err != nil {
-		return nil, nil, err
-	}
-	rel, err := manifest.ParseRelease(env.Payload)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return env, rel, nil
-}
-
-// mfLoadTrustedRoot reads a root file that the user passes as the trust
-// anchor and verifies it as a device verifies its provisioned root: a
-// threshold of its own root keys, not expired at now.
-func mfLoadTrustedRoot(path string, now time.Time) (*manifest.Root, error) {
-	data, err := mfReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	r, err := manifest.VerifySelfSignedRoot(data, now)
-	if err != nil {
-		return nil, verifyError(fmt.Errorf("trust root %s: %w", path, err))
-	}
-	return r, nil
-}
-
-// mfWriteEnvelope writes an envelope atomically.
-func mfWriteEnvelope(path string, env *manifest.Envelope) error {
-	data, err := env.Marshal()
-	if err != nil {
-		return err
-	}
-	return atomicWrite(path, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
-}
-
-// mfCheckOutput refuses to overwrite an existing file without --force.
-func mfCheckOutput(c *cli.Context, path string) error {
+// checkOutput refuses to overwrite an existing file without --force.
+func checkOutput(c *cli.Context, path string) error {
 	if c.Bool("force") {
 		return nil
 	}
@@ -480,9 +344,9 @@ func mfCheckOutput(c *cli.Context, path string) error {
 	return nil
 }
 
-// mfCheckThresholds explains threshold mistakes as usage errors before the
+// checkThresholds explains threshold mistakes as usage errors before the
 // manifest package rejects them.
-func mfCheckThresholds(r *manifest.Root) error {
+func checkThresholds(r *manifest.Root) error {
 	for _, role := range []struct {
 		name string
 		r    manifest.Role
@@ -498,10 +362,10 @@ func mfCheckThresholds(r *manifest.Root) error {
 	return nil
 }
 
-// mfKeyIDRef turns a --remove-key argument into a key ID: a 64-hex key ID,
+// keyIDRef turns a --remove-key argument into a key ID: a 64-hex key ID,
 // or a public key file.
-func mfKeyIDRef(ref string) (string, error) {
-	if len(ref) == 64 && strings.Trim(ref, "0123456789abcdef") == "" {
+func keyIDRef(ref string) (string, error) {
+	if spec.ValidKeyID(ref) {
 		return ref, nil
 	}
 	k, err := signing.LoadPublicKey(ref)
@@ -511,23 +375,23 @@ func mfKeyIDRef(ref string) (string, error) {
 	return k.ID, nil
 }
 
-// mfExpiry turns an --expires value into a time: a duration after from
+// parseExpiry turns an --expires value into a time: a duration after from
 // ("365d", "30d", "12h", "90m") or an absolute RFC 3339 time. The result is
 // in UTC, whole seconds.
-func mfExpiry(s string, from time.Time) (time.Time, error) {
+func parseExpiry(s string, from time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t.UTC().Truncate(time.Second), nil
 	}
-	d, err := mfParseDuration(s)
+	d, err := parseDuration(s)
 	if err != nil {
 		return time.Time{}, err
 	}
 	return from.UTC().Truncate(time.Second).Add(d), nil
 }
 
-// mfParseDuration parses a positive duration: N followed by d (days), or
+// parseDuration parses a positive duration: N followed by d (days), or
 // anything time.ParseDuration accepts (12h, 90m, 1h30m). At most 100 years.
-func mfParseDuration(s string) (time.Duration, error) {
+func parseDuration(s string) (time.Duration, error) {
 	const max = 100 * 365 * 24 * time.Hour
 	var d time.Duration
 	if days, ok := strings.CutSuffix(s, "d"); ok {
@@ -546,10 +410,4 @@ func mfParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q: want a positive duration of at most 100 years", s)
 	}
 	return d, nil
-}
-
-// mfRolesSummary describes the roles of a root: "root keys 2 of 3, release keys 1 of 1".
-func mfRolesSummary(r *manifest.Root) string {
-	return fmt.Sprintf("root keys %d of %d, release keys %d of %d",
-		r.Roles.Root.Threshold, len(r.Roles.Root.KeyIDs), r.Roles.Release.Threshold, len(r.Roles.Release.KeyIDs))
 }

@@ -5,17 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
-	"github.com/upkit/upkit/internal/atomicfile"
-	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/internal/humanize"
 	"github.com/upkit/upkit/signing"
+	"github.com/upkit/upkit/spec"
 )
 
 // Exit codes. Verification failures and usage errors are told apart so that
@@ -90,36 +87,7 @@ func needArgs(c *cli.Context, min, max int, what string) error {
 // the empty string), otherwise a prompt on the terminal. An empty password
 // is accepted only through UPKIT_PASSWORD="".
 func passwordFunc(c *cli.Context) signing.PassFunc {
-	return func(confirm bool) ([]byte, error) {
-		if pw, ok := os.LookupEnv("UPKIT_PASSWORD"); ok {
-			return []byte(pw), nil
-		}
-		fd := int(os.Stdin.Fd())
-		if !term.IsTerminal(fd) {
-			return nil, errors.New("no password: set UPKIT_PASSWORD (it may be empty: UPKIT_PASSWORD=) or run on a terminal")
-		}
-		fmt.Fprint(c.App.ErrWriter, "Password for the private key: ")
-		pw, err := term.ReadPassword(fd)
-		fmt.Fprintln(c.App.ErrWriter)
-		if err != nil {
-			return nil, fmt.Errorf("reading password: %w", err)
-		}
-		if len(pw) == 0 {
-			return nil, errors.New("empty password refused on a terminal (set UPKIT_PASSWORD= to use an empty one)")
-		}
-		if confirm {
-			fmt.Fprint(c.App.ErrWriter, "Repeat the password: ")
-			again, err := term.ReadPassword(fd)
-			fmt.Fprintln(c.App.ErrWriter)
-			if err != nil {
-				return nil, fmt.Errorf("reading password: %w", err)
-			}
-			if string(again) != string(pw) {
-				return nil, errors.New("passwords do not match")
-			}
-		}
-		return pw, nil
-	}
+	return signing.EnvOrTerminalPassword("UPKIT_PASSWORD", c.App.ErrWriter)
 }
 
 // loadSigner loads the signer named by a --key reference: a key file
@@ -132,8 +100,8 @@ func loadSigner(c *cli.Context, keyref string) (*signing.Signer, error) {
 }
 
 // loadPublicKeys reads one or more PEM public key files.
-func loadPublicKeys(paths []string) ([]*pubkey.Key, error) {
-	keys := make([]*pubkey.Key, 0, len(paths))
+func loadPublicKeys(paths []string) ([]*spec.PublicKey, error) {
+	keys := make([]*spec.PublicKey, 0, len(paths))
 	for _, p := range paths {
 		k, err := signing.LoadPublicKey(p)
 		if err != nil {
@@ -144,47 +112,12 @@ func loadPublicKeys(paths []string) ([]*pubkey.Key, error) {
 	return keys, nil
 }
 
-// atomicWrite writes path (mode 0644) through a temporary file in the same
-// directory, renamed over path only when write returns nil; on error
-// nothing is left and path is as it was (see internal/atomicfile).
-func atomicWrite(path string, write func(w io.Writer) error) error {
-	return atomicfile.Write(path, 0o644, func(f *os.File) error { return write(f) })
-}
-
-// versionString reports the module version and VCS information of the build.
-func versionString() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
+// printJSONOr returns err if it is not nil, else prints v as JSON.
+func printJSONOr(c *cli.Context, v any, err error) error {
+	if err != nil {
+		return err
 	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, when, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.time":
-			when = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "+dirty"
-			}
-		}
-	}
-	if rev != "" {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		v += " (" + rev + dirty
-		if when != "" {
-			v += ", " + when
-		}
-		v += ")"
-	}
-	return v + " " + bi.GoVersion
+	return printJSON(c.App.Writer, v)
 }
 
 // printJSON writes v as indented JSON (no HTML escaping): the --json output
@@ -211,36 +144,4 @@ func nowFlag(c *cli.Context) (time.Time, error) {
 }
 
 // humanSize formats a byte count for people: "512 B", "3.2 MiB".
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// errFileTooLarge is returned by readLimited for a file over its limit.
-var errFileTooLarge = errors.New("file too large")
-
-// readLimited reads a whole file of at most limit bytes (the one bounded
-// reader of the CLI: documents, device descriptions).
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s: %w: larger than %d bytes", path, errFileTooLarge, limit)
-	}
-	return data, nil
-}
+func humanSize(n int64) string { return humanize.Bytes(n) }

@@ -1,10 +1,8 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"io"
-	"os"
-	"sync"
 
 	"github.com/urfave/cli/v2"
 
@@ -46,86 +44,50 @@ func verifyAction(c *cli.Context) error {
 	if err := needArgs(c, 1, 1, "one FILE.upk"); err != nil {
 		return err
 	}
-	path := c.Args().First()
+	path, dest := c.Args().First(), c.String("extract")
 	keys, err := loadPublicKeys(c.StringSlice("key"))
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(path)
+	pp := newProgress(c, "verifying")
+	p, err := imagepkg.VerifyFile(c.Context, path, keys, dest, pp.Updater())
+	pp.Finish()
+	if p == nil && err != nil && !errors.Is(err, imagepkg.ErrRejected) {
+		return err // the file could not be read
+	}
+	info := &packageInfo{File: path}
+	if p != nil {
+		info = packageFields(path, p)
+	}
+	ok := err == nil
+	info.Verified = &ok
 	if err != nil {
-		return err
-	}
-	defer f.Close()
-
-	var src io.Reader = f
-	pp := ociProgress(c, "verifying")
-	if fi, err := f.Stat(); err == nil && pp != nil {
-		src = &upkProgressReader{r: f, total: fi.Size(), update: pp.update}
-	}
-	endProgress := sync.OnceFunc(pp.finish)
-	defer endProgress()
-
-	info := &upkInfo{File: path}
-	fail := func(err error) error {
-		if c.Bool("json") {
-			no := false
-			info.Verified = &no
-			info.Error = err.Error()
-			if perr := printJSON(c.App.Writer, info); perr != nil {
-				return perr
-			}
-		}
-		return verifyError(fmt.Errorf("%s: %w", path, err))
-	}
-	p, err := imagepkg.Open(src)
-	if err != nil {
-		return fail(err)
-	}
-	*info = *upkFields(path, p)
-	if err := p.VerifySignature(keys...); err != nil {
-		return fail(err)
-	}
-	if dest := c.String("extract"); dest != "" {
-		err = imagepkg.Extract(c.Context, p, dest)
-		info.Extracted = dest
-	} else {
-		err = p.VerifyPayload(c.Context)
-	}
-	if err != nil {
-		info.Extracted = ""
-		if !upkIsPackageError(err) && !c.Bool("json") {
+		if !errors.Is(err, imagepkg.ErrRejected) && !c.Bool("json") {
 			return err // an I/O problem, not a verdict on the package
 		}
-		return fail(err)
+		info.Error = err.Error()
+	} else if dest != "" {
+		info.Extracted = dest
 	}
-	endProgress()
-	m := p.Metadata
 	if c.Bool("json") {
-		yes := true
-		info.Verified = &yes
-		info.PayloadCheck = "ok"
-		return printJSON(c.App.Writer, info)
+		if ok {
+			info.PayloadCheck = "ok"
+		}
+		if perr := printJSON(c.App.Writer, info); perr != nil {
+			return perr
+		}
 	}
-	fmt.Fprintf(c.App.ErrWriter, "verified %s: %s %s (%s, security version %d, hardware %v), signed by %s (%s), payload %s %s\n",
-		path, m.Component, m.Version, m.Type, m.SecurityVersion, m.Hardware, p.KeyID, p.Algorithm,
-		humanSize(m.Payload.Size), m.Payload.SHA256)
-	if info.Extracted != "" {
-		fmt.Fprintf(c.App.ErrWriter, "extracted the %s payload to %s\n", m.Payload.Kind, info.Extracted)
+	if err != nil {
+		return verifyError(fmt.Errorf("%s: %w", path, err))
+	}
+	if !c.Bool("json") {
+		m := p.Metadata
+		fmt.Fprintf(c.App.ErrWriter, "verified %s: %s %s (%s, security version %d, hardware %v), signed by %s (%s), payload %s %s\n",
+			path, m.Component, m.Version, m.Type, m.SecurityVersion, m.Hardware, p.KeyID, p.Algorithm,
+			humanSize(m.Payload.Size), m.Payload.SHA256)
+		if dest != "" {
+			fmt.Fprintf(c.App.ErrWriter, "extracted the %s payload to %s\n", m.Payload.Kind, dest)
+		}
 	}
 	return nil
-}
-
-// upkProgressReader reports the bytes read through it.
-type upkProgressReader struct {
-	r      io.Reader
-	n      int64
-	total  int64
-	update func(done, total int64)
-}
-
-func (p *upkProgressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.n += int64(n)
-	p.update(p.n, p.total)
-	return n, err
 }
