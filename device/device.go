@@ -314,7 +314,8 @@ func storedRoot(st *State) (*manifest.Root, error) {
 //     for other hardware are ignored;
 //  7. no image's security version is lower than its component's counter
 //     (ErrSecurityVersion); equal is allowed;
-//  8. signed sizes are within Limits (ErrTooLarge).
+//  8. signed sizes are within Limits, and each image fits the slot it
+//     would be written to when the Slots are a SlotSizer (ErrTooLarge).
 //
 // Expiry (steps 1 and 2) is checked against the later of now and the
 // newest creation time seen, so a device without a clock (now zero) still
@@ -454,6 +455,9 @@ func (d *Device) evaluate(ctx context.Context, st *State, releaseEnvelope []byte
 		}
 		if pi.BlobSize > d.cfg.Limits.MaxBlobSize {
 			return nil, nil, fmt.Errorf("%w: component %s %s of %d bytes, limit %d", ErrTooLarge, img.Component, pi.Method, pi.BlobSize, d.cfg.Limits.MaxBlobSize)
+		}
+		if err := d.checkSlotSize(ctx, &pi); err != nil {
+			return nil, nil, err
 		}
 		plan.Images = append(plan.Images, pi)
 	}

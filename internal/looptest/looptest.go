@@ -15,8 +15,10 @@ import (
 )
 
 // Attach attaches file to a free loop device and returns its path
-// (/dev/loopN). The device is detached when the test ends.
-func Attach(t testing.TB, file string) string {
+// (/dev/loopN). The device is detached when the test ends. Extra losetup
+// options (such as --partscan, for /dev/loopNpM partition devices) may be
+// given.
+func Attach(t testing.TB, file string, options ...string) string {
 	t.Helper()
 	losetup, err := exec.LookPath("losetup")
 	if err != nil {
@@ -25,7 +27,8 @@ func Attach(t testing.TB, file string) string {
 	if os.Geteuid() != 0 {
 		t.Fatal("looptest: attaching a loop device needs root: run this test as root (the block-device tests of device/ubootenv and device/partslots)")
 	}
-	out, err := exec.Command(losetup, "--find", "--show", file).CombinedOutput()
+	args := append(append([]string{"--find", "--show"}, options...), file)
+	out, err := exec.Command(losetup, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("looptest: losetup --find --show %s: %v\n%s", file, err, out)
 	}
