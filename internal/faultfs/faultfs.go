@@ -51,13 +51,14 @@ func (f *FS) Crashed() bool {
 }
 
 func (f *FS) step() error {
-	_, err := f.cut()
+	_, err := f.Cut()
 	return err
 }
 
-// cut counts a step; now is true when power is lost at this very step (a
-// write then tears), err is ErrCrash at and after it.
-func (f *FS) cut() (now bool, err error) {
+// Cut counts one mutating step of anything sharing this power supply (a
+// TPM command, in the TPM-backed store's tests): now is true when power is
+// lost at this very step, err is ErrCrash at and after it.
+func (f *FS) Cut() (now bool, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.crashed {
@@ -70,6 +71,9 @@ func (f *FS) cut() (now bool, err error) {
 	}
 	return false, nil
 }
+
+// Dead returns ErrCrash once power is lost.
+func (f *FS) Dead() error { return f.dead() }
 
 func (f *FS) dead() error {
 	f.mu.Lock()
@@ -151,7 +155,7 @@ type file struct {
 }
 
 func (f *file) Write(b []byte) (int, error) {
-	if now, err := f.fs.cut(); err != nil {
+	if now, err := f.fs.Cut(); err != nil {
 		if !now || len(b) < 2 {
 			return 0, err
 		}
@@ -162,7 +166,7 @@ func (f *file) Write(b []byte) (int, error) {
 }
 
 func (f *file) WriteAt(b []byte, off int64) (int, error) {
-	if now, err := f.fs.cut(); err != nil {
+	if now, err := f.fs.Cut(); err != nil {
 		if !now || len(b) < 2 {
 			return 0, err
 		}
