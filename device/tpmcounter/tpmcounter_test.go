@@ -67,7 +67,7 @@ func TestReadAndRaise(t *testing.T) {
 		t.Fatalf("tpm2_nvread: %d, want 1", raw)
 	}
 	attrs := string(tpm.Tool("tpm2_nvreadpublic", fmt.Sprintf("%#x", idxRootfs)))
-	for _, want := range []string{"nt=0x1", "ownerwrite", "ownerread", "no_da", "written"} {
+	for _, want := range []string{"nt=0x1", "ownerwrite", "ownerread", "no_da", "written", "value: 0x22020012", "size: 8"} {
 		if !strings.Contains(attrs, want) {
 			t.Errorf("tpm2_nvreadpublic lacks %s:\n%s", want, attrs)
 		}
