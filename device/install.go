@@ -97,7 +97,7 @@ func (d *Device) Install(ctx context.Context, src Source, plan *Plan, now time.T
 	if err != nil {
 		return nil, err
 	}
-	ev, err := d.evaluate(st, plan.releaseEnvelope, plan.rootChain, now)
+	ev, err := d.evaluate(ctx, st, plan.releaseEnvelope, plan.rootChain, now)
 	if rerr := d.record(ctx, st, ev); rerr != nil {
 		return nil, rerr
 	}
