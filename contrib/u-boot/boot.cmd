@@ -7,9 +7,11 @@
 # The kernel gets upkit.slot=A or upkit.slot=B. See contrib/README.md.
 #
 # Build: mkimage -A arm64 -T script -C none -n "upkit boot" -d boot.cmd boot.scr
-# Needs: CONFIG_CMD_SETEXPR, and CONFIG_CMD_SAVEENV (saved environment) or
-# CONFIG_CMD_IMPORTENV, CONFIG_CMD_EXPORTENV and file-system write support
-# (environment file).
+# Needs: CONFIG_CMD_SAVEENV (saved environment) or CONFIG_CMD_IMPORTENV,
+# CONFIG_CMD_EXPORTENV and file-system write support (environment file).
+# Counting down uses setexpr when U-Boot has it (CONFIG_CMD_SETEXPR); without
+# it (Debian's QEMU builds, for one) counts up to f (15) go down one by one
+# and higher ones go to e.
 
 # ---- adapt to your device (or set these in U-Boot's default environment) ----
 # Where the variables are kept:
@@ -43,6 +45,10 @@ if test -n "${upkit_envfile}"; then
   fi
 fi
 
+# upkit_dec: upkit_n = upkit_n - 1, in hexadecimal as setexpr writes it.
+setenv upkit_dec 'if setexpr upkit_n ${upkit_n} - 1; then true; else run upkit_dec_ladder; fi'
+setenv upkit_dec_ladder 'if test "${upkit_n}" = 1; then setenv upkit_n 0; elif test "${upkit_n}" = 2; then setenv upkit_n 1; elif test "${upkit_n}" = 3; then setenv upkit_n 2; elif test "${upkit_n}" = 4; then setenv upkit_n 3; elif test "${upkit_n}" = 5; then setenv upkit_n 4; elif test "${upkit_n}" = 6; then setenv upkit_n 5; elif test "${upkit_n}" = 7; then setenv upkit_n 6; elif test "${upkit_n}" = 8; then setenv upkit_n 7; elif test "${upkit_n}" = 9; then setenv upkit_n 8; elif test "${upkit_n}" = a; then setenv upkit_n 9; elif test "${upkit_n}" = b; then setenv upkit_n a; elif test "${upkit_n}" = c; then setenv upkit_n b; elif test "${upkit_n}" = d; then setenv upkit_n c; elif test "${upkit_n}" = e; then setenv upkit_n d; else setenv upkit_n e; fi'
+
 test -n "${BOOT_ORDER}" || setenv BOOT_ORDER "A B"
 test -n "${BOOT_A_LEFT}" || setenv BOOT_A_LEFT 3
 test -n "${BOOT_B_LEFT}" || setenv BOOT_B_LEFT 3
@@ -54,7 +60,9 @@ for BOOT_SLOT in "${BOOT_ORDER}"; do
   elif test "x${BOOT_SLOT}" = "xA"; then
     if test 0x${BOOT_A_LEFT} -gt 0; then
       echo "upkit: slot A, ${BOOT_A_LEFT} attempts left"
-      setexpr BOOT_A_LEFT ${BOOT_A_LEFT} - 1
+      setenv upkit_n ${BOOT_A_LEFT}
+      run upkit_dec
+      setenv BOOT_A_LEFT ${upkit_n}
       setenv upkit_slot A
       setenv upkit_part ${upkit_part_A}
       setenv upkit_root ${upkit_root_A}
@@ -62,7 +70,9 @@ for BOOT_SLOT in "${BOOT_ORDER}"; do
   elif test "x${BOOT_SLOT}" = "xB"; then
     if test 0x${BOOT_B_LEFT} -gt 0; then
       echo "upkit: slot B, ${BOOT_B_LEFT} attempts left"
-      setexpr BOOT_B_LEFT ${BOOT_B_LEFT} - 1
+      setenv upkit_n ${BOOT_B_LEFT}
+      run upkit_dec
+      setenv BOOT_B_LEFT ${upkit_n}
       setenv upkit_slot B
       setenv upkit_part ${upkit_part_B}
       setenv upkit_root ${upkit_root_B}
