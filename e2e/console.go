@@ -57,7 +57,10 @@ func ParseMarker(line string) (Marker, bool) {
 		return Marker{}, false
 	}
 	rest := strings.TrimSpace(line[i+len(MarkerPrefix):])
-	event, text, _ := strings.Cut(rest, " ")
+	event, text := rest, ""
+	if i := strings.IndexAny(rest, " \t"); i >= 0 {
+		event, text = rest[:i], rest[i+1:]
+	}
 	if event == "" || strings.Contains(event, "=") {
 		return Marker{}, false
 	}
@@ -86,19 +89,17 @@ func ParseMarker(line string) (Marker, bool) {
 	return m, true
 }
 
-// splitWords splits s at spaces, except inside double quotes, so that
-// order="A B" stays one word.
+// splitWords splits s at spaces and tabs, except inside a value in
+// double quotes (a quote right after "="), so that order="A B" stays one
+// word.
 func splitWords(s string) []string {
 	var words []string
 	start, quoted := -1, false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
-		case c == '"':
+		case c == '"' && (quoted || i > 0 && s[i-1] == '=' && start >= 0):
 			quoted = !quoted
-			if start < 0 {
-				start = i
-			}
 		case (c == ' ' || c == '\t') && !quoted:
 			if start >= 0 {
 				words = append(words, s[start:i])

@@ -105,8 +105,10 @@ func FuzzParseMarker(f *testing.F) {
 		if m.Event == "" || strings.ContainsAny(m.Event, " =\t") {
 			t.Fatalf("event %q from %q", m.Event, line)
 		}
-		if !strings.Contains(CleanLine(line), MarkerPrefix+m.Event) {
-			t.Fatalf("event %q is not in %q", m.Event, line)
+		clean := CleanLine(line)
+		after := clean[strings.Index(clean, MarkerPrefix)+len(MarkerPrefix):]
+		if strings.Fields(after)[0] != m.Event {
+			t.Fatalf("event %q is not the word after the prefix in %q", m.Event, line)
 		}
 		for k := range m.Fields {
 			if k == "" || strings.ContainsAny(k, " \t") {
