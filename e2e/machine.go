@@ -309,9 +309,10 @@ func (m *Machine) waitLine(ctx context.Context, from int, ok func(Line) bool) (i
 }
 
 // Phase names what the device was doing at its last console line: firmware
-// (nothing from a boot script yet), grub or uboot (the boot script runs),
-// kernel (the slot is chosen, the kernel starts), init (the init runs),
-// running (ready for commands), rebooting, off.
+// (nothing from a boot script yet), grub or uboot (the boot script runs,
+// chooses the slot and loads its kernel), kernel (the bootloader started
+// the kernel: GRUB's "Booting `...'", U-Boot's "Starting kernel ..."),
+// init (the init runs), running (ready for commands), off.
 func (m *Machine) Phase() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -322,13 +323,15 @@ func phaseOf(lines []Line) string {
 	for i := len(lines) - 1; i >= 0; i-- {
 		mk := lines[i].Marker
 		if mk == nil {
+			if kernelStarts(lines[i].Text) {
+				return "kernel"
+			}
 			continue
 		}
 		switch mk.Event {
-		case "grub-start", "uboot-start":
-			return strings.TrimSuffix(mk.Event, "-start")
-		case "grub-chose", "uboot-chose":
-			return "kernel"
+		case "grub-start", "uboot-start", "grub-chose", "uboot-chose":
+			ev, _, _ := strings.Cut(mk.Event, "-")
+			return ev
 		case "init", "boot", "init-crash":
 			return "init"
 		case "ready", "done", "out":
@@ -340,6 +343,13 @@ func phaseOf(lines []Line) string {
 		}
 	}
 	return "firmware"
+}
+
+// kernelStarts reports whether a console line is the bootloader's last
+// before the kernel runs: GRUB's "  Booting `Slot B (OK=1 TRY=1)'" (printed
+// once the kernel is loaded) or U-Boot's "Starting kernel ...".
+func kernelStarts(text string) bool {
+	return strings.HasPrefix(strings.TrimSpace(text), "Booting `") || strings.HasPrefix(text, "Starting kernel")
 }
 
 // Boot is what one boot of the device reported.
@@ -399,8 +409,7 @@ func (m *Machine) WaitBoot(ctx context.Context) (Boot, error) {
 	for _, l := range lines {
 		mk := l.Marker
 		if mk == nil {
-			if b.ChoseAt > 0 && (strings.HasPrefix(strings.TrimSpace(l.Text), "Booting `") ||
-				strings.HasPrefix(l.Text, "Starting kernel")) {
+			if b.ChoseAt > 0 && kernelStarts(l.Text) {
 				b.KernelAt = l.At
 			}
 			continue
