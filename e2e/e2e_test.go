@@ -265,8 +265,8 @@ func (s *scenario) writeSlot(d *Device, part, release string) {
 var trialB = []string{"ORDER=B A", "A_OK=1", "A_TRY=0", "B_OK=1", "B_TRY=0"}
 
 // TestGRUBBoot: the device as flashed boots release 1.0.0 from slot A
-// through OVMF and GRUB, with its TPM and the USB stick, and GRUB spends
-// slot A's try in the grubenv.
+// through OVMF and GRUB, with its TPM and the USB stick, the ESP and the
+// data partition writable, and GRUB spends slot A's try in the grubenv.
 func TestGRUBBoot(t *testing.T) {
 	s := begin(t, "grub-boot")
 	d := s.newDevice(GRUB)
@@ -288,7 +288,10 @@ func TestGRUBBoot(t *testing.T) {
 		{"cat /mnt/stick/oci-layout", ociLayout},
 		{"cat /sys/class/tpm/tpm0/tpm_version_major", "2"},
 		{"readlink /dev/disk/by-partlabel/rootfs-b", "/dev/nvme0n1p3"},
-		{"grep -c ' /boot/efi vfat ' /proc/mounts", "1"},
+		{"grep -c ' /boot/efi vfat rw' /proc/mounts", "1"},
+		// What the agent will write: the grubenv's folder on the ESP, and /data.
+		{"echo x >/boot/efi/EFI/BOOT/probe && cat /boot/efi/EFI/BOOT/probe && rm /boot/efi/EFI/BOOT/probe", "x"},
+		{"echo y >/data/probe && sync && cat /data/probe && rm /data/probe", "y"},
 	}
 	for _, c := range checks {
 		out, rc, err := m.Run(s.ctx(), c.cmd)
