@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # scripts/test-deps.sh - provide every real component the tests use; `make test` runs it first.
 #
-#   usage: scripts/test-deps.sh [--check] [NAME...]   (default: every component)
+#   usage: scripts/test-deps.sh [--check] [--e2e] [NAME...]   (default: every component)
+#
+# --e2e provides the Debian packages of the QEMU device scenarios instead (`make e2e`,
+# e2e/build.sh, docs/E2E.md); the kernel they boot is not installed but fetched by
+# e2e/build.sh (apt-get download linux-image-cloud-amd64's kernel package).
 #
 # For each component it prints one line: found, installed or built, with the time it took.
 #
@@ -15,7 +19,7 @@
 #   Go-built tools    (scripts/tools.txt) built once from the Go module proxy into
 #                     $UPKIT_TOOLS_DIR/NAME-VERSION/NAME, default
 #                     ${XDG_CACHE_HOME:-$HOME/.cache}/upkit/tools; reused on every later run.
-#                     The tests find them there (internal/testtools reads the same file).
+#                     The tests find them there (internal/testutil/testtools reads the same file).
 #
 # Already present components are used as they are: no reinstall, no network.
 # --check reports what is missing and exits 1 if anything is, changing nothing.
@@ -50,11 +54,35 @@ python3-cryptography python3-cryptography py:cryptography      imgtool
 python3-yaml    python3-yaml    py:yaml                        imgtool dumpinfo
 '
 
+# The QEMU device scenarios (--e2e). Probes are absolute where the command is in sbin.
+E2E_DEBIAN='
+qemu-system-x86  qemu-system-x86    qemu-system-x86_64                          runs the virtual device (TCG; KVM when there is one)
+ovmf             ovmf               /usr/share/OVMF/OVMF_CODE_4M.fd             UEFI firmware that starts GRUB
+grub-efi         grub-efi-amd64-bin /usr/lib/grub/x86_64-efi/linux.mod          grub-mkstandalone -O x86_64-efi
+grub-common      grub-common        grub-editenv                                grub-mkstandalone, grub-editenv on the device grubenv
+u-boot-qemu      u-boot-qemu        /usr/lib/u-boot/qemu-x86/u-boot.rom         U-Boot for the U-Boot variant
+u-boot-tools     u-boot-tools       mkimage                                     boot.scr (mkimage), U-Boot variables (mkenvimage)
+libubootenv-tool libubootenv-tool   fw_printenv                                 reads the U-Boot variables file
+busybox-static   busybox-static     /var/lib/dpkg/info/busybox-static.list      the guest userland (a static busybox)
+mtools           mtools             mcopy                                       the ESP without mounting it
+dosfstools       dosfstools         /usr/sbin/mkfs.vfat                         the ESP and the boot flash (mkfs.vfat -C)
+e2fsprogs        e2fsprogs          /usr/sbin/mke2fs                            root file systems from folders (mke2fs -d)
+fdisk            fdisk              /usr/sbin/sfdisk                            partition tables on image files
+swtpm            swtpm              swtpm                                       the TPM 2.0 of the device
+swtpm-tools      swtpm-tools        swtpm_setup                                 manufactures the TPM of each device
+'
+
 check_only=0
-if [ "${1:-}" = --check ]; then
-	check_only=1
+e2e=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--check) check_only=1 ;;
+	--e2e) e2e=1 ;;
+	*) break ;;
+	esac
 	shift
-fi
+done
+[ "$e2e" = 1 ] && DEBIAN=$E2E_DEBIAN
 SELECTED=("$@")
 selected() { # NAME: is NAME among the arguments (or were there none)?
 	[ ${#SELECTED[@]} -eq 0 ] && return 0
@@ -203,15 +231,14 @@ imgtool_tool() {
 			return 1
 		fi
 		rm -f "$log"
-		printf '#!/bin/sh
-exec "%s" "$@"
-' "$dir/venv/bin/imgtool" >"$dir/imgtool"
+		printf '#!/bin/sh\nexec "%s" "$@"\n' "$dir/venv/bin/imgtool" >"$dir/imgtool"
 		chmod +x "$dir/imgtool"
 		say "imgtool $IMGTOOL_VERSION: installed in $(secs "$t0") ($dir/imgtool)"
 	fi
 }
 
 fail=0
+[ "$e2e" = 1 ] && exit 0 # the scenarios build no Go tool
 if selected imgtool; then imgtool_tool || fail=1; fi
 while read -r name mod ver pkg _; do
 	case $name in '' | '#'*) continue ;; esac
