@@ -273,6 +273,12 @@ func walkValue(dec *json.Decoder, field string, depth int) error {
 	switch t := tok.(type) {
 	case nil:
 		return fmt.Errorf("%w: field %s: null is not allowed", ErrMetadata, truncate(field))
+	case json.Number:
+		// No number in the metadata is negative; "-0" would otherwise
+		// decode as 0 into the signed size fields (manifest refuses it too).
+		if strings.HasPrefix(string(t), "-") {
+			return fmt.Errorf("%w: field %s: negative number %.32s", ErrMetadata, truncate(field), string(t))
+		}
 	case json.Delim:
 		switch {
 		case t == '{' && field == "payload":
