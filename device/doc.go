@@ -61,8 +61,9 @@
 //
 // Time is always a parameter; the package never reads the clock. Memory is
 // bounded by one copy buffer (Limits.BufferSize) and the decoders' fixed
-// windows (imagepkg.MaxDecoderWindow, delta.MaxWindow), whatever the image
-// size. Staging needs disk room for the largest blob of a release.
+// windows (imagepkg.MaxDecoderWindow, and for deltas the device's own
+// Limits.MaxDeltaMemory, whatever a delta header asks for), whatever the
+// image size. Staging needs disk room for the largest blob of a release.
 //
 // A Device serializes its own methods; the Store and Slots it uses must not
 // be shared with another Device or process at the same time (the file

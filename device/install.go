@@ -410,6 +410,9 @@ func (d *Device) writeDelta(ctx context.Context, blob *stagedBlob, pi PlannedIma
 	if h.NewDigest() != pi.PayloadDigest || h.NewSize != pi.PayloadSize {
 		return fmt.Errorf("%w: delta %s produces %s, the release lists %s", ErrNotListed, pi.BlobDigest, h.NewDigest(), pi.PayloadDigest)
 	}
+	if m := h.MaxApplyMemory(); m > d.cfg.Limits.MaxDeltaMemory {
+		return fmt.Errorf("%w: delta %s needs %d bytes of memory to apply, the device allows %d (Limits.MaxDeltaMemory)", ErrTooLarge, pi.BlobDigest, m, d.cfg.Limits.MaxDeltaMemory)
+	}
 	old, err := d.cfg.Slots.OpenRead(ctx, pi.Component, base.Slot)
 	if err != nil {
 		return err

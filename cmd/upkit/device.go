@@ -330,8 +330,11 @@ func deviceUpdate(c *cli.Context) error {
 		if res != nil {
 			printInstalled(errw, before, res)
 		}
-		if errors.Is(err, device.ErrBaseMismatch) {
+		switch {
+		case errors.Is(err, device.ErrBaseMismatch):
 			err = fmt.Errorf("%w (the committed slot differs from the recorded image; --full fetches full packages)", err)
+		case errors.Is(err, device.ErrTooLarge):
+			err = fmt.Errorf("%w (--full fetches full packages instead of deltas)", err)
 		}
 		return verifyError(fmt.Errorf("update failed: %w", err))
 	}
