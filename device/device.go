@@ -144,6 +144,15 @@ type Device struct {
 	mu  sync.Mutex
 }
 
+// lockStore takes the Store's lock (Locker) for one operation, if it has
+// one.
+func (d *Device) lockStore(ctx context.Context) (func(), error) {
+	if l, ok := d.cfg.Store.(Locker); ok {
+		return l.Lock(ctx)
+	}
+	return func() {}, nil
+}
+
 // New returns a Device. It does no I/O.
 func New(cfg Config) (*Device, error) {
 	switch {
@@ -172,7 +181,12 @@ func New(cfg Config) (*Device, error) {
 func (d *Device) Provision(ctx context.Context, rootEnvelope []byte, now time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_, err := d.cfg.Store.Load(ctx)
+	unlock, err := d.lockStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = d.cfg.Store.Load(ctx)
 	if err == nil {
 		return ErrProvisioned
 	}
@@ -343,6 +357,11 @@ func storedRoot(st *State) (*manifest.Root, error) {
 func (d *Device) Check(ctx context.Context, releaseEnvelope []byte, rootChain [][]byte, now time.Time) (*Plan, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	unlock, err := d.lockStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	st, err := d.cfg.Store.Load(ctx)
 	if err != nil {
 		return nil, err

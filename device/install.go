@@ -89,6 +89,11 @@ type InstalledResult struct {
 func (d *Device) Install(ctx context.Context, src Source, plan *Plan, now time.Time) (*Result, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	unlock, err := d.lockStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if plan == nil || plan.releaseEnvelope == nil {
 		return nil, fmt.Errorf("%w: Install needs a plan from Check", ErrConfig)
 	}
@@ -181,7 +186,9 @@ func (d *Device) stagingPath(digest string) string {
 }
 
 // cleanStaging removes staged downloads that plan does not need (an
-// abandoned update's), so that staging never holds more than one release.
+// abandoned update's), so that staging never holds more than one release,
+// and anything in staging that is not a regular file (a symlink or FIFO
+// planted at a download's name, which fetch would refuse to open).
 func (d *Device) cleanStaging(plan *Plan) error {
 	entries, err := d.cfg.FS.ReadDir(d.cfg.StagingDir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -197,10 +204,15 @@ func (d *Device) cleanStaging(plan *Plan) error {
 		}
 	}
 	for _, e := range entries {
-		if !keep[e.Name()] && e.Type().IsRegular() {
-			if err := d.cfg.FS.Remove(filepath.Join(d.cfg.StagingDir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("device: cleaning staging directory: %w", err)
+		if keep[e.Name()] && e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(d.cfg.StagingDir, e.Name())
+		if err := d.cfg.FS.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if !e.Type().IsRegular() {
+				return fmt.Errorf("device: staging directory holds %s, which is not a regular file (%s) and cannot be removed: %w", p, e.Type(), err)
 			}
+			return fmt.Errorf("device: cleaning staging directory: %w", err)
 		}
 	}
 	return nil
@@ -222,7 +234,7 @@ func (d *Device) fetch(ctx context.Context, src Source, component, digest string
 		return nil, 0, 0, fmt.Errorf("device: staging directory: %w", err)
 	}
 	path := d.stagingPath(digest)
-	f, err := fsys.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openRegular(fsys, path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("device: staging %s: %w", digest, err)
 	}
