@@ -301,7 +301,7 @@ func Tags(ctx context.Context, target string, opts *Options) ([]string, error) {
 	if t.IsLayout() {
 		all, err = layoutTags(t.Layout)
 	} else {
-		all, err = remote.List(t.Repo, o.remoteOptions(ctx)...)
+		all, err = listTags(ctx, t, o)
 		if err != nil {
 			err = registryError(t.Registry(), "listing tags of "+t.Repo.Name()+" on", err)
 		}
@@ -317,6 +317,33 @@ func Tags(ctx context.Context, target string, opts *Options) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// listTags pages through a registry's tag list, at most MaxTagPages pages
+// and MaxTags tags (a registry could link pages forever).
+func listTags(ctx context.Context, t Target, o Options) ([]string, error) {
+	p, err := remote.NewPuller(o.remoteOptions(ctx)...)
+	if err != nil {
+		return nil, err
+	}
+	l, err := p.Lister(ctx, t.Repo)
+	if err != nil {
+		return nil, err
+	}
+	var all []string
+	for pages := 0; l.HasNext(); pages++ {
+		if pages == MaxTagPages {
+			return nil, fmt.Errorf("%w: more than %d pages of tags", ErrTooLarge, MaxTagPages)
+		}
+		page, err := l.Next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if all = append(all, page.Tags...); len(all) > MaxTags {
+			return nil, fmt.Errorf("%w: more than %d tags", ErrTooLarge, MaxTags)
+		}
+	}
+	return all, nil
 }
 
 // Referrers returns the deltas artifacts attached to the release at target,

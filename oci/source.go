@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/upkit/upkit/internal/atomicfile"
+	"github.com/upkit/upkit/internal/regfile"
 )
 
 // Source opens a blob by digest at a byte offset. It is the fetch interface
@@ -352,7 +353,7 @@ func (s *LayoutSource) open(digest string, offset int64) (*os.File, error) {
 		return nil, fmt.Errorf("oci: negative offset %d", offset)
 	}
 	p := filepath.Join(s.dir, "blobs", "sha256", digest[7:])
-	f, err := os.Open(p)
+	f, err := regfile.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: blob %s in layout %s", ErrNotFound, digest, s.dir)
 	} else if err != nil {
@@ -399,9 +400,13 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 			return fmt.Errorf("oci: %s is not a regular file: %w", part, err)
 		}
 	}
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|oNoFollow|oNonBlock, 0o644)
 	if err != nil {
 		return fmt.Errorf("oci: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return fmt.Errorf("oci: %s is not a regular file", part)
 	}
 	keep := false
 	defer func() {

@@ -105,6 +105,7 @@ Example:
 					&cli.StringSliceFlag{Name: "root-chain", Usage: "newer trust root `ROOT.json` to rotate to first, in version order (repeatable)"},
 					&cli.StringFlag{Name: "release", Usage: "release envelope `FILE` for a local directory (default DIR/release.json)"},
 					&cli.BoolFlag{Name: "plain-http", Usage: "allow plain HTTP to a registry that is not on loopback"},
+					timeoutFlag(),
 					&cli.BoolFlag{Name: "full", Usage: "fetch full packages even where a delta applies (e.g. after a delta base mismatch)"},
 					&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
 				},
@@ -266,7 +267,7 @@ func openSource(c *cli.Context, src string) ([]byte, device.Source, string, erro
 			return env, device.NewDirSource(src), "", nil
 		}
 	}
-	opts := &oci.Options{PlainHTTP: c.Bool("plain-http")}
+	opts := &oci.Options{PlainHTTP: c.Bool("plain-http"), Timeout: timeoutOption(c)}
 	pulled, err := oci.Pull(c.Context, src, opts)
 	if err != nil {
 		return nil, nil, "", err
@@ -374,7 +375,7 @@ func useAttachedDeltas(c *cli.Context, target string, before *device.Status, pla
 	if len(want) == 0 {
 		return
 	}
-	arts, err := oci.Referrers(c.Context, target, &oci.Options{PlainHTTP: c.Bool("plain-http")})
+	arts, err := oci.Referrers(c.Context, target, &oci.Options{PlainHTTP: c.Bool("plain-http"), Timeout: timeoutOption(c)})
 	if err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "note: attached deltas not listed (%v); using full packages\n", err)
 		return

@@ -25,7 +25,24 @@ func ociRegistryFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "plain-http", Usage: "allow plain HTTP to a registry that is not on loopback (loopback may always use it)"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output (it is also off when stderr is not a terminal)"},
 		&cli.IntFlag{Name: "retries", Value: 3, Usage: "retry a failed request or interrupted download `N` times, with backoff"},
+		timeoutFlag(),
 	}
+}
+
+// timeoutFlag bounds each registry request (oci.Options.Timeout).
+func timeoutFlag() cli.Flag {
+	return &cli.DurationFlag{Name: "timeout", Value: oci.DefaultTimeout, EnvVars: []string{"UPKIT_TIMEOUT"},
+		Usage: "give up on a registry request (with its redirects, at most " + strconv.Itoa(oci.MaxRedirects) + ") after `DURATION`; " +
+			"while blob bytes flow, after DURATION without any (0: no limit)"}
+}
+
+// timeoutOption maps --timeout to oci.Options.Timeout (0 there is the
+// default, negative none).
+func timeoutOption(c *cli.Context) time.Duration {
+	if d := c.Duration("timeout"); d > 0 {
+		return d
+	}
+	return -1
 }
 
 func pushCommand() *cli.Command {
@@ -78,7 +95,7 @@ Example:
 // ociOptions builds oci.Options from the shared flags; pp (may be nil)
 // receives push progress.
 func ociOptions(c *cli.Context, pp *ociProgressPrinter) *oci.Options {
-	o := &oci.Options{PlainHTTP: c.Bool("plain-http"), Retries: c.Int("retries"), Jobs: c.Int("jobs")}
+	o := &oci.Options{PlainHTTP: c.Bool("plain-http"), Retries: c.Int("retries"), Jobs: c.Int("jobs"), Timeout: timeoutOption(c)}
 	if o.Retries == 0 {
 		o.Retries = -1 // --retries 0 means none
 	}

@@ -1,0 +1,7 @@
+//go:build unix
+
+package regfile
+
+import "syscall"
+
+const oNonBlock = syscall.O_NONBLOCK
