@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/upkit/upkit/internal/atomicfile"
+	"github.com/upkit/upkit/internal/regfile"
 )
 
 // CreateFile makes a patch from the file oldPath to the file newPath and
@@ -14,11 +15,11 @@ import (
 // directory, synced and renamed over patchPath only on success; on failure
 // nothing is left behind. Both images are read into memory (see Create).
 func CreateFile(ctx context.Context, oldPath, newPath, patchPath string, opts *Options) (*Header, error) {
-	old, err := os.ReadFile(oldPath)
+	old, err := regfile.ReadFile(oldPath)
 	if err != nil {
 		return nil, fmt.Errorf("delta: reading old image: %w", err)
 	}
-	new, err := os.ReadFile(newPath)
+	new, err := regfile.ReadFile(newPath)
 	if err != nil {
 		return nil, fmt.Errorf("delta: reading new image: %w", err)
 	}
@@ -43,7 +44,7 @@ func ApplyFile(ctx context.Context, oldPath, patchPath, outPath string) (*Header
 	if atomicfile.SameFile(oldPath, outPath) {
 		return nil, fmt.Errorf("delta: output %s is the old image; write elsewhere", outPath)
 	}
-	old, err := os.Open(oldPath)
+	old, err := regfile.Open(oldPath)
 	if err != nil {
 		return nil, fmt.Errorf("delta: opening old image: %w", err)
 	}
@@ -52,7 +53,7 @@ func ApplyFile(ctx context.Context, oldPath, patchPath, outPath string) (*Header
 	if err != nil {
 		return nil, fmt.Errorf("delta: opening old image: %w", err)
 	}
-	pf, err := os.Open(patchPath)
+	pf, err := regfile.Open(patchPath)
 	if err != nil {
 		return nil, fmt.Errorf("delta: opening patch: %w", err)
 	}

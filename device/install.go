@@ -257,7 +257,7 @@ func (d *Device) fetch(ctx context.Context, src Source, component, digest string
 	}
 	h := sha256.New()
 	if have > 0 {
-		if _, err := io.CopyBuffer(h, io.NewSectionReader(f, 0, have), buf); err != nil {
+		if _, err := copyCtx(ctx, h, io.NewSectionReader(f, 0, have), buf); err != nil {
 			f.Close()
 			return nil, 0, 0, fmt.Errorf("device: rehashing staged %s: %w", digest, err)
 		}

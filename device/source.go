@@ -109,7 +109,7 @@ func (s *DirSource) lookup(ctx context.Context, digest string) (string, error) {
 				return "", err
 			}
 			p := filepath.Join(s.dir, e.Name())
-			d, err := hashFile(p, buf)
+			d, err := hashFile(ctx, p, buf)
 			if err != nil {
 				return "", err
 			}
@@ -124,14 +124,14 @@ func (s *DirSource) lookup(ctx context.Context, digest string) (string, error) {
 	return p, nil
 }
 
-func hashFile(path string, buf []byte) (string, error) {
+func hashFile(ctx context.Context, path string, buf []byte) (string, error) {
 	f, err := openRegular(OSFS{}, path, os.O_RDONLY, 0)
 	if err != nil {
 		return "", fmt.Errorf("device: %w", err)
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.CopyBuffer(h, f, buf); err != nil {
+	if _, err := copyCtx(ctx, h, f, buf); err != nil {
 		return "", fmt.Errorf("device: hashing %s: %w", path, err)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/upkit/upkit/internal/atomicfile"
+	"github.com/upkit/upkit/internal/regfile"
 )
 
 // PackPath packs the file or directory inputPath into a package written at
@@ -71,7 +72,7 @@ func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, 
 			defer pr.Close()
 			src = pr
 		} else {
-			f, err := os.Open(inputPath)
+			f, err := regfile.Open(inputPath)
 			if err != nil {
 				return fmt.Errorf("imagepkg: input: %w", err)
 			}
@@ -132,7 +133,7 @@ func packFileUncompressed(ctx context.Context, out *os.File, f *os.File, opts Pa
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("imagepkg: input: %w", err)
 	}
-	n, err := copyPayload(out, f, size, opts.Digest)
+	n, err := copyPayload(ctx, out, f, size, opts.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("imagepkg: writing the payload: %w", err)
 	}
@@ -252,7 +253,7 @@ func writeTarDir(ctx context.Context, tw *tar.Writer, t *tree, root, rel string,
 }
 
 func copyFileInto(w io.Writer, name string, size int64, buf []byte) error {
-	f, err := os.Open(name)
+	f, err := regfile.Open(name)
 	if err != nil {
 		return fmt.Errorf("imagepkg: %w", err)
 	}

@@ -146,7 +146,8 @@ func retryable(ctx context.Context, err error) bool {
 		return false
 	}
 	return !errors.Is(err, ErrDigestMismatch) && !errors.Is(err, ErrSizeMismatch) &&
-		!errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrPlainHTTP)
+		!errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrPlainHTTP) &&
+		!errors.Is(err, ErrRedirects) && !errors.Is(err, ErrTooLarge)
 }
 
 // backoff sleeps before retry number n (1-based), or returns ctx's error.
@@ -418,7 +419,7 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 		}
 	}()
 	h := sha256.New()
-	have, err := io.Copy(h, f) // hash what an earlier attempt left
+	have, err := io.Copy(h, ctxReader{ctx, f}) // hash what an earlier attempt left
 	if err != nil {
 		return fmt.Errorf("oci: reading %s: %w", part, err)
 	}

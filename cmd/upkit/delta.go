@@ -17,6 +17,7 @@ import (
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/imagepkg"
 	"github.com/upkit/upkit/internal/atomicfile"
+	"github.com/upkit/upkit/internal/regfile"
 )
 
 func deltaCommand() *cli.Command {
@@ -114,7 +115,7 @@ func deltaCreateAction(c *cli.Context) error {
 // readImage reads a raw image, or the verified payload of a .upk package
 // (whose signature is not checked here: the patch binds to its digest).
 func readImage(c *cli.Context, path string) ([]byte, *imagepkg.Reader, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -239,7 +240,7 @@ func isDeltaRejection(err error) bool {
 // .upk package its payload extracted (and verified) to a temporary file in
 // dir, removed by cleanup.
 func oldImageFile(c *cli.Context, path, dir string) (string, func(), error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return "", nil, err
 	}
@@ -314,7 +315,7 @@ func deltaInspectAction(c *cli.Context) error {
 		return err
 	}
 	path := c.Args().First()
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return err
 	}

@@ -212,7 +212,7 @@ func deviceInit(c *cli.Context) error {
 	if _, err := os.Stat(filepath.Join(dir, deviceConfigFile)); err == nil {
 		return usageError("%s already holds a device (remove it to start over)", dir)
 	}
-	rootEnv, err := os.ReadFile(c.String("root"))
+	rootEnv, err := readLimited(c.String("root"), manifest.MaxDocumentSize)
 	if err != nil {
 		return err
 	}

@@ -11,12 +11,12 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/upkit/upkit/imagepkg"
+	"github.com/upkit/upkit/internal/regfile"
 )
 
 func inspectCommand() *cli.Command {
@@ -65,7 +65,7 @@ func inspectAction(c *cli.Context) error {
 		return err
 	}
 	path := c.Args().First()
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return err
 	}

@@ -150,7 +150,7 @@ func keyGeneratePKCS11(c *cli.Context) error {
 // reference (key file, KMS URI or pkcs11: URI).
 func publicKeyOf(c *cli.Context, ref string) (*pubkey.Key, error) {
 	if !signing.IsKMSRef(ref) && !signing.IsPKCS11Ref(ref) {
-		data, err := os.ReadFile(ref)
+		data, err := readLimited(ref, signing.MaxKeyFileSize)
 		if err != nil {
 			return nil, err
 		}

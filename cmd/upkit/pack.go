@@ -15,6 +15,7 @@ import (
 
 	"github.com/upkit/upkit/imagepkg"
 	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/internal/regfile"
 	"github.com/upkit/upkit/signing"
 )
 
@@ -236,7 +237,7 @@ func pkgSourceDateEpoch() (time.Time, bool, error) {
 
 // pkgFileDigest returns the "sha256:<hex>" digest and size of a file.
 func pkgFileDigest(path string) (string, int64, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return "", 0, err
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/upkit/upkit/delta"
+	"github.com/upkit/upkit/internal/regfile"
 	"github.com/upkit/upkit/manifest"
 	"github.com/upkit/upkit/oci"
 )
@@ -433,7 +434,7 @@ func pushAttach(c *cli.Context) error {
 	}
 	var files []oci.File
 	for _, p := range c.Args().Slice() {
-		f, err := os.Open(p)
+		f, err := regfile.Open(p)
 		if err != nil {
 			return err
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/imagepkg"
 	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/internal/regfile"
 	"github.com/upkit/upkit/manifest"
 )
 
@@ -155,7 +155,7 @@ func releaseCreateAction(c *cli.Context) error {
 // (when any are given) and its payload, and returns its release entry. The
 // file is read once: the package digest is computed while imagepkg reads.
 func mfReadPackage(c *cli.Context, path string, keys []*pubkey.Key) (*manifest.Image, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func (c *mfCountingReader) Read(b []byte) (int, error) {
 // mfAddDelta reads a delta patch's header and whole-file digest and lists
 // it under the image whose payload it produces.
 func mfAddDelta(rel *manifest.Release, path string) error {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return err
 	}

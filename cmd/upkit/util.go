@@ -15,6 +15,7 @@ import (
 
 	"github.com/upkit/upkit/internal/atomicfile"
 	"github.com/upkit/upkit/internal/pubkey"
+	"github.com/upkit/upkit/internal/regfile"
 	"github.com/upkit/upkit/signing"
 )
 
@@ -228,19 +229,8 @@ func humanSize(n int64) string {
 var errFileTooLarge = errors.New("file too large")
 
 // readLimited reads a whole file of at most limit bytes (the one bounded
-// reader of the CLI: documents, device descriptions).
+// reader of the CLI: documents, device descriptions). Only a regular file
+// (or a symlink to one) is read: a FIFO is refused without blocking.
 func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s: %w: larger than %d bytes", path, errFileTooLarge, limit)
-	}
-	return data, nil
+	return regfile.ReadLimited(path, limit, errFileTooLarge)
 }

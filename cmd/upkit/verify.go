@@ -3,12 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"sync"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/upkit/upkit/imagepkg"
+	"github.com/upkit/upkit/internal/regfile"
 )
 
 func verifyCommand() *cli.Command {
@@ -51,7 +51,7 @@ func verifyAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return err
 	}
