@@ -13,8 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
 	"github.com/upkit/upkit/internal/hostileregistry"
 	"github.com/upkit/upkit/internal/regfile"
+	"github.com/upkit/upkit/internal/testkeys"
 	"github.com/upkit/upkit/oci"
 )
 
@@ -282,4 +287,76 @@ func TestAttackFIFOInLayout(t *testing.T) {
 			return err
 		})
 	})
+}
+
+// rawManifest is a manifest to put as is.
+type rawManifest struct {
+	raw []byte
+	mt  types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
+
+// TestAttackCosignHugeConfig: `push --sign` appends to the existing cosign
+// signature image, which makes go-containerregistry read its config blob
+// whole, up to the size the registry's manifest declares. A signature
+// image declaring a 64 GiB config (and serving an endless one) is now
+// refused before that read.
+func TestAttackCosignHugeConfig(t *testing.T) {
+	s, ref, _ := hostileRelease(t)
+	a, err := oci.Resolve(context.Background(), ref, testOptions(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	configDigest := "sha256:" + strings.Repeat("c", 64)
+	raw := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` +
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":68719476736,"digest":"` + configDigest + `"},"layers":[]}`)
+	sigTag, err := name.NewTag(s.Addr + "/fleet/gateway:" + oci.CosignSignatureTag(a.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Put(sigTag, rawManifest{raw, types.OCIManifestSchema1}); err != nil {
+		t.Fatal(err)
+	}
+	s.SetAttack(hostileregistry.Huge(func(r *http.Request) bool {
+		return hostileregistry.BlobGet(r) && strings.HasSuffix(r.URL.Path, configDigest)
+	}, "application/octet-stream", "", 512<<20, false))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err = oci.SignCosign(context.Background(), ref, a.Digest, testkeys.ECDSA(), testOptions(nil))
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, oci.ErrTooLarge) {
+		t.Fatalf("got %v, want ErrTooLarge", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 || s.Served() > 0 {
+		t.Fatalf("allocated %d bytes, %d served from the config", alloc, s.Served())
+	}
+}
+
+// TestAttackCopyHugeConfig: copying a release between registries (push
+// --from) reads the artifact's config blob whole, up to the size its
+// manifest declares. An artifact declaring a 64 GiB config is refused when
+// resolved, before that read.
+func TestAttackCopyHugeConfig(t *testing.T) {
+	s, _, _ := hostileRelease(t)
+	configDigest := "sha256:" + strings.Repeat("c", 64)
+	raw := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"` + oci.ArtifactTypeRelease + `",` +
+		`"config":{"mediaType":"application/vnd.oci.empty.v1+json","size":68719476736,"digest":"` + configDigest + `"},` +
+		`"layers":[{"mediaType":"` + oci.MediaTypeRelease + `","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"}]}`)
+	tag, err := name.NewTag(s.Addr + "/fleet/evil:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Put(tag, rawManifest{raw, types.OCIManifestSchema1}); err != nil {
+		t.Fatal(err)
+	}
+	s.SetAttack(hostileregistry.Huge(func(r *http.Request) bool {
+		return hostileregistry.BlobGet(r) && strings.HasSuffix(r.URL.Path, configDigest)
+	}, "application/octet-stream", "", 512<<20, false))
+	_, err = oci.Copy(context.Background(), tag.String(), s.Addr+"/fleet/copy:1", testOptions(nil))
+	if !errors.Is(err, oci.ErrTooLarge) || s.Served() > 0 {
+		t.Fatalf("got %v (%d bytes of config served), want ErrTooLarge", err, s.Served())
+	}
 }

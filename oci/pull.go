@@ -150,6 +150,10 @@ func parseArtifact(raw []byte, mediaType string) (*Artifact, error) {
 	if len(m.Layers) > MaxLayers {
 		return nil, fmt.Errorf("%w: %d layers, at most %d", ErrTooLarge, len(m.Layers), MaxLayers)
 	}
+	// Copying an artifact reads its config blob whole, up to this size.
+	if m.Config.Size < 0 || m.Config.Size > MaxManifestSize {
+		return nil, fmt.Errorf("%w: config of %d bytes, at most %d", ErrTooLarge, m.Config.Size, MaxManifestSize)
+	}
 	a := &Artifact{MediaType: mediaType, ArtifactType: m.ArtifactType, Annotations: m.Annotations, Manifest: raw,
 		Size: int64(len(raw))}
 	if m.Subject != nil {
