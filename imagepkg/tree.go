@@ -2,10 +2,15 @@ package imagepkg
 
 import (
 	"archive/tar"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
 )
+
+// ErrPathTooLong: a directory payload entry name or link target longer
+// than MaxPathLength bytes or deeper than MaxPathDepth components.
+var ErrPathTooLong = errors.New("imagepkg: path too long or too deep")
 
 // Limits on the names of a directory payload, checked when packing
 // (WriteTar) and extracting (Extract) before any work that depends on them.
