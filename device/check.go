@@ -54,6 +54,14 @@ func (d *Device) CheckAndRecord(ctx context.Context, releaseEnvelope []byte, roo
 func (d *Device) check(ctx context.Context, releaseEnvelope []byte, rootChain [][]byte, now time.Time, record bool) (*Plan, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if record {
+		// (Check reads one state, saved atomically: it needs no lock.)
+		unlock, err := d.lockStore(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
 	st, err := d.cfg.Store.Load(ctx)
 	if err != nil {
 		return nil, err

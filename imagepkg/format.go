@@ -60,8 +60,8 @@ var (
 	// ErrRejected matches every refusal of a package: ErrMagic, ErrVersion,
 	// ErrUnsupported, ErrMetadata, ErrMetadataTooLarge, ErrSignatureBlock,
 	// ErrUnknownKey, ErrSignature, ErrTruncated, ErrPayloadDigest,
-	// ErrPayloadSize, ErrTrailingData and ErrUnsafePath. It is never
-	// returned alone.
+	// ErrPayloadSize, ErrTrailingData, ErrUnsafePath and ErrPathTooLong
+	// (tree.go). It is never returned alone.
 	ErrRejected = errors.New("imagepkg: package rejected")
 
 	ErrMagic             = rejection("imagepkg: not an upkit image package (bad magic)")

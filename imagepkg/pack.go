@@ -124,7 +124,7 @@ func Pack(ctx context.Context, out io.Writer, payload io.Reader, opts PackOption
 	if opts.Digest != nil {
 		opts.Digest.Write(header)
 	}
-	n, err := copyPayload(out, spool, stored, opts.Digest)
+	n, err := copyPayload(ctx, out, spool, stored, opts.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("imagepkg: writing the payload: %w", err)
 	}
@@ -138,32 +138,53 @@ func Pack(ctx context.Context, out io.Writer, payload io.Reader, opts PackOption
 // digest is set, hashes it. Between two files the kernel copies
 // (copy_file_range) while another goroutine hashes, so that the copy and
 // the hash overlap.
-func copyPayload(dst io.Writer, src *os.File, size int64, digest hash.Hash) (int64, error) {
+func copyPayload(ctx context.Context, dst io.Writer, src *os.File, size int64, digest hash.Hash) (int64, error) {
 	f, ok := dst.(*os.File)
 	if !ok {
 		if digest != nil {
 			dst = io.MultiWriter(dst, digest)
 		}
 		// (hide ReadFrom/WriteTo, so that the 1 MiB buffer is used)
-		return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, ReadBufferSize))
+		return io.CopyBuffer(struct{ io.Writer }{dst}, &ctxReader{ctx: ctx, r: src}, make([]byte, ReadBufferSize))
 	}
 	var hashErr error
 	done := make(chan struct{})
 	if digest != nil {
 		go func() {
 			defer close(done)
-			_, hashErr = io.CopyBuffer(digest, io.NewSectionReader(src, 0, size), make([]byte, ReadBufferSize))
+			_, hashErr = io.CopyBuffer(digest, &ctxReader{ctx: ctx, r: io.NewSectionReader(src, 0, size)}, make([]byte, ReadBufferSize))
 		}()
 	} else {
 		close(done)
 	}
-	n, err := io.Copy(f, src)
+	// The kernel copies (copy_file_range) in steps, so that a cancelled
+	// ctx stops a large copy soon.
+	var n int64
+	var err error
+	for {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		var k int64
+		k, err = io.CopyN(f, src, kernelCopyStep)
+		n += k
+		if err == io.EOF {
+			err = nil
+			break
+		}
+		if err != nil {
+			break
+		}
+	}
 	<-done
 	if err == nil && hashErr != nil {
 		err = fmt.Errorf("hashing the payload: %w", hashErr)
 	}
 	return n, err
 }
+
+// kernelCopyStep is how much copyPayload copies between ctx checks.
+const kernelCopyStep = 64 << 20
 
 // compress zstd-compresses src into dst and returns the uncompressed size.
 func compress(dst io.Writer, src io.Reader, concurrency int) (int64, error) {

@@ -26,7 +26,10 @@ import (
 // empty user and group names, permission bits (and setuid, setgid, sticky)
 // kept, every mtime = opts.ModTime, no access or change times; only
 // regular files, directories and symlinks are allowed (anything else is an
-// error) and symlinks must stay inside the directory (else ErrUnsafePath).
+// error) and symlinks must stay inside the directory, followed through the
+// directory's other symlinks as Extract follows them (else ErrUnsafePath);
+// names and link targets obey MaxPathLength and MaxPathDepth (else
+// ErrPathTooLong).
 // Hard-linked files are stored as separate regular files. The output must
 // not be inside the input directory.
 //
@@ -68,7 +71,7 @@ func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, 
 			defer pr.Close()
 			src = pr
 		} else {
-			f, err := os.Open(inputPath)
+			f, err := spec.OpenRegular(inputPath)
 			if err != nil {
 				return fmt.Errorf("imagepkg: input: %w", err)
 			}
@@ -129,7 +132,7 @@ func packFileUncompressed(ctx context.Context, out *os.File, f *os.File, opts Pa
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("imagepkg: input: %w", err)
 	}
-	n, err := copyPayload(out, f, size, opts.Digest)
+	n, err := copyPayload(ctx, out, f, size, opts.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("imagepkg: writing the payload: %w", err)
 	}
@@ -166,7 +169,12 @@ func WriteTar(ctx context.Context, w io.Writer, root string, modTime time.Time) 
 	modTime = modTime.UTC().Truncate(time.Second)
 	tw := tar.NewWriter(w)
 	buf := make([]byte, ReadBufferSize)
-	if err := writeTarDir(ctx, tw, root, "", modTime, buf); err != nil {
+	t := newTree()
+	if err := writeTarDir(ctx, tw, t, root, "", modTime, buf); err != nil {
+		return err
+	}
+	// The rule Extract applies: every link resolved through the others.
+	if err := t.checkLinks(); err != nil {
 		return err
 	}
 	if err := tw.Close(); err != nil {
@@ -175,7 +183,7 @@ func WriteTar(ctx context.Context, w io.Writer, root string, modTime time.Time) 
 	return nil
 }
 
-func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime time.Time, buf []byte) error {
+func writeTarDir(ctx context.Context, tw *tar.Writer, t *tree, root, rel string, modTime time.Time, buf []byte) error {
 	entries, err := os.ReadDir(filepath.Join(root, filepath.FromSlash(rel)))
 	if err != nil {
 		return fmt.Errorf("imagepkg: reading directory: %w", err)
@@ -186,6 +194,9 @@ func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime 
 			return err
 		}
 		name := path.Join(rel, e.Name())
+		if err := checkPathLimits("name", name); err != nil {
+			return err
+		}
 		full := filepath.Join(root, filepath.FromSlash(name))
 		fi, err := os.Lstat(full)
 		if err != nil {
@@ -209,6 +220,9 @@ func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime 
 			if err != nil {
 				return fmt.Errorf("imagepkg: %w", err)
 			}
+			if err := checkPathLimits("symlink target", target); err != nil {
+				return err
+			}
 			if !linkStaysInside(name, target) {
 				return fmt.Errorf("%w: symlink %s -> %s leaves the directory", ErrUnsafePath, name, target)
 			}
@@ -216,6 +230,9 @@ func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime 
 			hdr.Linkname = target
 		default:
 			return fmt.Errorf("%w: %s is a %s; only regular files, directories and symlinks can be packed", ErrInvalidOptions, full, fi.Mode().Type())
+		}
+		if _, err := t.add(name, hdr.Typeflag, hdr.Linkname); err != nil {
+			return err
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("imagepkg: tar entry %s: %w", name, err)
@@ -226,7 +243,7 @@ func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime 
 				return err
 			}
 		case tar.TypeDir:
-			if err := writeTarDir(ctx, tw, root, name, modTime, buf); err != nil {
+			if err := writeTarDir(ctx, tw, t, root, name, modTime, buf); err != nil {
 				return err
 			}
 		}
@@ -235,7 +252,7 @@ func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime 
 }
 
 func copyFileInto(w io.Writer, name string, size int64, buf []byte) error {
-	f, err := os.Open(name)
+	f, err := spec.OpenRegular(name)
 	if err != nil {
 		return fmt.Errorf("imagepkg: %w", err)
 	}
