@@ -3,7 +3,14 @@ GO        ?= go
 FUZZTIME  ?= 20000x
 FUZZLONG  ?= 10m
 
-.PHONY: all build install test test-deps vet race fuzz-smoke fuzz bench bench-delta docs fmt
+# make e2e: power cuts and their seed (0: from the clock, printed), which
+# scenarios (a go test -run pattern), and V=1 to copy the device's console.
+CUTS      ?= 20
+SEED      ?= 0
+RUN       ?= .
+E2E_TIMEOUT ?= 150m
+
+.PHONY: all build install test test-deps vet race fuzz-smoke fuzz bench bench-delta docs fmt e2e e2e-short e2e-deps
 
 all: build
 
@@ -20,6 +27,7 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e
 
 race:
 	$(GO) test -race -timeout 30m ./...
@@ -49,3 +57,18 @@ bench-delta:
 # docs/cli/ from the command tree; TestCLIDocsCurrent fails when it is stale.
 docs:
 	$(GO) run ./cmd/upkit gen-docs docs/cli
+
+# The virtual device's scenarios in QEMU (docs/E2E.md): builds the disk images
+# (cached), then runs every scenario; CUTS power cuts at moments from SEED.
+e2e: e2e-deps
+	$(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) -run '$(RUN)' ./e2e \
+	  -args -e2e.cuts=$(CUTS) -e2e.seed=$(SEED) $(if $(V),-e2e.console)
+
+# A smaller set (a few minutes here): the fallback and 5 power cuts.
+E2E_SHORT ?= TestGRUBFallback|TestGRUBPowerCuts
+e2e-short: e2e-deps
+	$(GO) test -tags e2e -count=1 -v -timeout 60m -run '$(E2E_SHORT)' ./e2e \
+	  -args -e2e.cuts=5 -e2e.seed=$(SEED) $(if $(V),-e2e.console)
+
+e2e-deps:
+	scripts/test-deps.sh --e2e

@@ -49,8 +49,23 @@ func Apply(ctx context.Context, old io.ReaderAt, oldSize int64, patch io.Reader,
 	}
 	buf := make([]byte, chunkSize)
 	sum := sha256.New()
-	if _, err := io.CopyBuffer(sum, io.NewSectionReader(old, 0, oldSize), buf); err != nil {
-		return h, fmt.Errorf("delta: reading old image: %w", err)
+	// (the old image may be large: ctx is checked between chunks)
+	for off := int64(0); off < oldSize; {
+		if err := ctx.Err(); err != nil {
+			return h, err
+		}
+		n, err := old.ReadAt(buf[:min(int64(len(buf)), oldSize-off)], off)
+		sum.Write(buf[:n])
+		off += int64(n)
+		if n == 0 && err == nil {
+			err = io.ErrNoProgress
+		}
+		if err != nil && !(err == io.EOF && off == oldSize) {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return h, fmt.Errorf("delta: reading old image: %w", err)
+		}
 	}
 	if !bytes.Equal(sum.Sum(nil), h.OldSHA256[:]) {
 		return h, fmt.Errorf("%w: old image %s, patch is for %s", ErrWrongBase, spec.HashDigest(sum), h.OldDigest())

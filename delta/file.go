@@ -50,7 +50,7 @@ func ApplyFile(ctx context.Context, oldPath, patchPath, outPath string) (*Header
 	if atomicfile.SameFile(oldPath, outPath) {
 		return nil, fmt.Errorf("delta: output %s is the old image; write elsewhere", outPath)
 	}
-	old, err := os.Open(oldPath)
+	old, err := spec.OpenRegular(oldPath)
 	if err != nil {
 		return nil, fmt.Errorf("delta: opening old image: %w", err)
 	}
@@ -59,7 +59,7 @@ func ApplyFile(ctx context.Context, oldPath, patchPath, outPath string) (*Header
 	if err != nil {
 		return nil, fmt.Errorf("delta: opening old image: %w", err)
 	}
-	pf, err := os.Open(patchPath)
+	pf, err := spec.OpenRegular(patchPath)
 	if err != nil {
 		return nil, fmt.Errorf("delta: opening patch: %w", err)
 	}
@@ -80,7 +80,7 @@ func ApplyFile(ctx context.Context, oldPath, patchPath, outPath string) (*Header
 // readImage reads a whole image file, refusing one over MaxImageSize
 // before reading it. The buffer is allocated once, at the file's size.
 func readImage(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := spec.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ type FileInfo struct {
 // (ErrTruncated or ErrTrailingData otherwise). The body is not decoded:
 // Apply checks it.
 func InspectFile(path string) (*FileInfo, error) {
-	f, err := os.Open(path)
+	f, err := spec.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}

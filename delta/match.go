@@ -56,9 +56,17 @@ func diff(ctx context.Context, old, new []byte, emit emitFunc) error {
 	if len(old) == 0 {
 		return emit(0, 0, len(new))
 	}
-	m := &matcher{old: old, sa: suffixArray(old)}
-	if err := ctx.Err(); err != nil {
-		return err
+	// The suffix array takes seconds for large images and cannot stop
+	// half-way: a cancelled ctx returns at once and leaves it to finish
+	// (and be dropped) in the background.
+	saDone := make(chan []int32, 1)
+	go func() { saDone <- suffixArray(old) }()
+	var m *matcher
+	select {
+	case sa := <-saDone:
+		m = &matcher{old: old, sa: sa}
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	n, nn := len(old), len(new)
 	scan, length, pos := 0, 0, 0

@@ -461,3 +461,61 @@ func TestAttackRotationForgottenWhenReleaseRefused(t *testing.T) {
 	_, err = d.CheckAndRecord(w.ctx, w.release(1, t0, r.img1, 4), nil, t0)
 	wantErr(t, err, manifest.ErrUnknownKey)
 }
+
+// TestAttackDeltaApplyMemory: an attached (unsigned) delta whose header asks
+// for the most memory the delta format allows (about 3x what a default
+// delta needs) is refused with ErrTooLarge before it is applied: the device
+// enforces its own Limits.MaxDeltaMemory, not the patch's declaration. The
+// committed image stays, and a full update still works.
+func TestAttackDeltaApplyMemory(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	r := w.twoReleases()
+	app2 := r.img2[1] // the release lists no delta for app
+	var buf bytes.Buffer
+	big := &delta.Options{Window: delta.MaxWindow, BlockSize: delta.MaxBlockSize, CtrlSize: delta.MaxCtrlSize, ModelBits: delta.MaxModelBits}
+	h, err := delta.Create(w.ctx, r.app1, r.app2, &buf, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.MaxApplyMemory() <= device.DefaultMaxDeltaMemory {
+		t.Fatalf("the test delta asks for only %d bytes", h.MaxApplyMemory())
+	}
+	digest := w.put(buf.Bytes())
+	d := w.provisioned()
+	w.mustCommitRelease(d, r.v1, nil, t0)
+	plan, err := d.Check(w.ctx, r.v2, nil, tNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.UseDelta("app", digestOf(r.app1), app2.Payload.Digest, digest, int64(buf.Len())); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Install(w.ctx, w.source(), plan, tNow)
+	wantErr(t, err, device.ErrTooLarge)
+	if !strings.Contains(err.Error(), "MaxDeltaMemory") {
+		t.Fatalf("error does not name the limit: %v", err)
+	}
+	if st := d.assertBootable(t); st.Pending != nil || st.ReleaseVersion != 1 {
+		t.Fatalf("state after refusal: %+v", st)
+	}
+
+	// A device configured for it accepts the same delta.
+	roomy, err := device.New(device.Config{
+		Store: d.store, Slots: d.slots, Hardware: hw, StagingDir: filepath.Join(d.dir, "staging"),
+		Limits: device.Limits{MaxDeltaMemory: h.MaxApplyMemory()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err = roomy.Check(w.ctx, r.v2, nil, tNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.UseDelta("app", digestOf(r.app1), app2.Payload.Digest, digest, int64(buf.Len())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := roomy.Install(w.ctx, w.source(), plan, tNow); err != nil {
+		t.Fatal(err)
+	}
+}

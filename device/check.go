@@ -54,11 +54,19 @@ func (d *Device) CheckAndRecord(ctx context.Context, releaseEnvelope []byte, roo
 func (d *Device) check(ctx context.Context, releaseEnvelope []byte, rootChain [][]byte, now time.Time, record bool) (*Plan, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if record {
+		// (Check reads one state, saved atomically: it needs no lock.)
+		unlock, err := d.lockStore(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
 	st, err := d.cfg.Store.Load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ev, err := d.evaluate(st, releaseEnvelope, rootChain, now)
+	ev, err := d.evaluate(ctx, st, releaseEnvelope, rootChain, now)
 	if record {
 		if rerr := d.record(ctx, st, ev); rerr != nil {
 			return nil, rerr
@@ -82,7 +90,7 @@ type evaluation struct {
 
 // evaluate runs Check's steps on a loaded state; it writes nothing. The
 // evaluation it returns (never nil) holds what passed, also on error.
-func (d *Device) evaluate(st *State, releaseEnvelope []byte, rootChain [][]byte, now time.Time) (*evaluation, error) {
+func (d *Device) evaluate(ctx context.Context, st *State, releaseEnvelope []byte, rootChain [][]byte, now time.Time) (*evaluation, error) {
 	ev := &evaluation{}
 	ref := now
 	if ref.Before(st.NewestCreated) {
@@ -97,7 +105,7 @@ func (d *Device) evaluate(st *State, releaseEnvelope []byte, rootChain [][]byte,
 	if err := d.checkImages(st, ev.rel); err != nil {
 		return ev, err
 	}
-	plan, err := d.plan(st, ev, releaseEnvelope)
+	plan, err := d.plan(ctx, st, ev, releaseEnvelope)
 	ev.plan = plan
 	// Only a release that passed every check for this device moves the
 	// newest-seen time: one refused (for other hardware, say) could

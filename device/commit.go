@@ -35,7 +35,12 @@ func (d *Device) load(ctx context.Context) (*State, error) {
 func (d *Device) Recover(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_, err := d.load(ctx)
+	unlock, err := d.lockStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = d.load(ctx)
 	return err
 }
 
@@ -52,6 +57,11 @@ func (d *Device) Recover(ctx context.Context) error {
 func (d *Device) Commit(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	unlock, err := d.lockStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := d.load(ctx)
 	if err != nil {
 		return err
@@ -102,6 +112,11 @@ func (d *Device) Commit(ctx context.Context) error {
 func (d *Device) Rollback(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	unlock, err := d.lockStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := d.load(ctx)
 	if err != nil {
 		return err
@@ -130,6 +145,11 @@ func (d *Device) Rollback(ctx context.Context) error {
 func (d *Device) RecordBoot(ctx context.Context) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	unlock, err := d.lockStore(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	st, err := d.cfg.Store.Load(ctx)
 	if err != nil {
 		return 0, err

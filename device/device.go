@@ -18,6 +18,10 @@ const (
 	DefaultMaxImageSize    = 16 << 30
 	DefaultMaxBootAttempts = 3
 	DefaultBufferSize      = 64 << 10
+	// DefaultMaxDeltaMemory admits every delta made with delta.Create's
+	// defaults (8.45 MB) or a window up to 4 MiB (12.1 MB), not the 26 MiB
+	// the delta format allows at most.
+	DefaultMaxDeltaMemory = 16 << 20
 )
 
 // Methods of a PlannedImage.
@@ -42,6 +46,11 @@ type Limits struct {
 	// BufferSize is the size of the one copy buffer each operation uses
 	// (default DefaultBufferSize).
 	BufferSize int
+	// MaxDeltaMemory bounds the memory a delta's header may ask Apply for
+	// (delta.Header.MaxApplyMemory; default DefaultMaxDeltaMemory). A delta
+	// asking for more is refused with ErrTooLarge before it is applied,
+	// whether the release lists it or it was attached unsigned.
+	MaxDeltaMemory int64
 }
 
 func (l Limits) withDefaults() Limits {
@@ -56,6 +65,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.BufferSize <= 0 {
 		l.BufferSize = DefaultBufferSize
+	}
+	if l.MaxDeltaMemory <= 0 {
+		l.MaxDeltaMemory = DefaultMaxDeltaMemory
 	}
 	return l
 }
@@ -136,6 +148,15 @@ type Device struct {
 	rootEnvelope []byte
 }
 
+// lockStore takes the Store's lock (Locker) for one operation, if it has
+// one.
+func (d *Device) lockStore(ctx context.Context) (func(), error) {
+	if l, ok := d.cfg.Store.(Locker); ok {
+		return l.Lock(ctx)
+	}
+	return func() {}, nil
+}
+
 // New returns a Device. It does no I/O.
 func New(cfg Config) (*Device, error) {
 	switch {
@@ -164,7 +185,12 @@ func New(cfg Config) (*Device, error) {
 func (d *Device) Provision(ctx context.Context, rootEnvelope []byte, now time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_, err := d.cfg.Store.Load(ctx)
+	unlock, err := d.lockStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = d.cfg.Store.Load(ctx)
 	if err == nil {
 		return ErrProvisioned
 	}

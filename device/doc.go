@@ -67,12 +67,21 @@
 //
 // Time is always a parameter; the package never reads the clock. Memory is
 // bounded by one copy buffer (Limits.BufferSize) and the decoders' fixed
-// windows (imagepkg.MaxDecoderWindow, delta.MaxWindow), whatever the image
-// size. Staging needs disk room for the largest blob of a release.
+// windows: imagepkg.MaxDecoderWindow for packages, and for deltas the
+// device's own Limits.MaxDeltaMemory, whatever a delta header asks for.
+// Staging needs disk room for the largest blob of a release.
 //
-// A Device serializes its own methods; the Store and Slots it uses must not
-// be shared with another Device or process at the same time (the file
-// implementations take no locks).
+// A Device serializes its own methods. Every method that may write holds
+// the Store's lock (Locker; FileStore's is a flock beside the state file)
+// for its whole duration, so that a second process using the same state
+// fails at once with ErrStateLocked instead of interleaving; and every
+// Save is a compare and swap on State.Generation (ErrStateConflict), so
+// that a state loaded before another process saved can never overwrite
+// it. Counters cannot go back through any interleaving of processes.
+//
+// Files the device creates or writes (staging, file slots, the state and
+// its temporary and lock files) are opened without following symlinks and
+// must be regular files; nothing it opens can be a FIFO that blocks.
 //
 // The package imports only the standard library, klauspost/compress and
 // upkit's format packages (spec, imagepkg, manifest, delta); a

@@ -16,6 +16,12 @@ var (
 	ErrStateCorrupt = errors.New("device: state corrupt")
 	// ErrProvisioned: Provision was called on a device that has state.
 	ErrProvisioned = errors.New("device: already provisioned")
+	// ErrStateLocked: another process (or Device) holds the state's lock
+	// (Locker); nothing was changed. Try again once it has finished.
+	ErrStateLocked = errors.New("device: state locked by another process")
+	// ErrStateConflict: Save refused to overwrite a stored state newer than
+	// the one loaded (State.Generation); nothing was changed. Load again.
+	ErrStateConflict = errors.New("device: state changed since it was loaded")
 
 	// ErrRollback: the release version is lower than the stored one.
 	ErrRollback = errors.New("device: release version rollback")

@@ -1,6 +1,7 @@
 package device
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -81,14 +82,52 @@ func (OSFS) SyncDir(name string) error {
 	return err
 }
 
+// openRegular opens name through fsys and returns it only if it is a
+// regular file: a FIFO or a device at the name cannot block the open
+// (O_NONBLOCK) nor be read or written. With create set (for every file the
+// device creates or writes: staging, slots, state, locks), a symlink at
+// the name is refused (O_NOFOLLOW) instead of followed, so that a planted
+// link cannot redirect the write.
+func openRegular(fsys FS, name string, flag int, perm fs.FileMode) (File, error) {
+	if flag&(os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_TRUNC) != 0 {
+		flag |= oNoFollow
+	}
+	f, err := fsys.OpenFile(name, flag|oNonBlock, perm)
+	if err != nil {
+		if flag&oNoFollow != 0 && isSymlinkError(err) {
+			return nil, fmt.Errorf("%s is a symbolic link, refusing to follow it: %w", name, err)
+		}
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file (%s)", name, fi.Mode().Type())
+	}
+	return f, nil
+}
+
 // writeFileAtomic replaces path with data: a temporary file in the same
 // directory, written and fsynced, renamed over path, then the directory
 // fsynced. A crash at any step leaves either the old or the new content
-// (and possibly a stray temporary file, which readers ignore).
+// (and possibly a stray temporary file, which readers ignore). Something
+// other than a regular file at the temporary name is removed, never
+// followed.
 func writeFileAtomic(fsys FS, path string, data []byte) error {
 	dir := filepath.Dir(path)
 	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp")
-	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := openRegular(fsys, tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// The name is ours alone: whatever else is there (a symlink, a
+		// FIFO) goes, and is never followed.
+		if rerr := fsys.Remove(tmp); rerr == nil {
+			f, err = openRegular(fsys, tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -115,7 +154,7 @@ func writeFileAtomic(fsys FS, path string, data []byte) error {
 
 // readFileLimit reads a whole file of at most limit bytes.
 func readFileLimit(fsys FS, path string, limit int64) ([]byte, error) {
-	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	f, err := openRegular(fsys, path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}

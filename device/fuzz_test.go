@@ -66,6 +66,12 @@ func FuzzDecodeState(f *testing.F) {
 	f.Add(good)
 	f.Add(good[:len(good)/2])
 	f.Add([]byte("upkit-device-state-v1\nsha256:00\n{}"))
+	// The same state as written before generations (format v1).
+	v1 := bytes.Replace(good, []byte("-v2\n"), []byte("-v1\n"), 1)
+	v1 = bytes.Replace(v1, []byte(`"generation":0,`), nil, 1)
+	_, body, _ := bytes.Cut(v1[bytes.IndexByte(v1, '\n')+1:], []byte("\n"))
+	sum := sha256.Sum256(body)
+	f.Add(append([]byte("upkit-device-state-v1\nsha256:"+hex.EncodeToString(sum[:])+"\n"), body...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := device.DecodeState(data)
 		checkDecoded(t, st, err)

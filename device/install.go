@@ -90,6 +90,11 @@ type InstalledResult struct {
 func (d *Device) Install(ctx context.Context, src Source, plan *Plan, now time.Time) (*Result, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	unlock, err := d.lockStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if plan == nil || plan.releaseEnvelope == nil {
 		return nil, fmt.Errorf("%w: Install needs a plan from Check", ErrConfig)
 	}
@@ -97,7 +102,7 @@ func (d *Device) Install(ctx context.Context, src Source, plan *Plan, now time.T
 	if err != nil {
 		return nil, err
 	}
-	ev, err := d.evaluate(st, plan.releaseEnvelope, plan.rootChain, now)
+	ev, err := d.evaluate(ctx, st, plan.releaseEnvelope, plan.rootChain, now)
 	if rerr := d.record(ctx, st, ev); rerr != nil {
 		return nil, rerr
 	}
@@ -200,7 +205,9 @@ func (d *Device) stagingPath(digest string) string {
 }
 
 // cleanStaging removes staged downloads that plan does not need (an
-// abandoned update's), so that staging never holds more than one release.
+// abandoned update's), so that staging never holds more than one release,
+// and anything in staging that is not a regular file (a symlink or FIFO
+// planted at a download's name, which fetch would refuse to open).
 func (d *Device) cleanStaging(plan *Plan) error {
 	entries, err := d.cfg.FS.ReadDir(d.cfg.StagingDir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -216,10 +223,15 @@ func (d *Device) cleanStaging(plan *Plan) error {
 		}
 	}
 	for _, e := range entries {
-		if !keep[e.Name()] && e.Type().IsRegular() {
-			if err := d.cfg.FS.Remove(filepath.Join(d.cfg.StagingDir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("device: cleaning staging directory: %w", err)
+		if keep[e.Name()] && e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(d.cfg.StagingDir, e.Name())
+		if err := d.cfg.FS.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if !e.Type().IsRegular() {
+				return fmt.Errorf("device: staging directory holds %s, which is not a regular file (%s) and cannot be removed: %w", p, e.Type(), err)
 			}
+			return fmt.Errorf("device: cleaning staging directory: %w", err)
 		}
 	}
 	return nil
@@ -241,7 +253,7 @@ func (d *Device) fetch(ctx context.Context, src Source, component, digest string
 		return nil, 0, 0, fmt.Errorf("device: staging directory: %w", err)
 	}
 	path := d.stagingPath(digest)
-	f, err := fsys.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openRegular(fsys, path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("device: staging %s: %w", digest, err)
 	}
@@ -264,7 +276,7 @@ func (d *Device) fetch(ctx context.Context, src Source, component, digest string
 	}
 	h := sha256.New()
 	if have > 0 {
-		if _, err := io.CopyBuffer(h, io.NewSectionReader(f, 0, have), buf); err != nil {
+		if _, err := copyCtx(ctx, h, io.NewSectionReader(f, 0, have), buf); err != nil {
 			f.Close()
 			return nil, 0, 0, fmt.Errorf("device: rehashing staged %s: %w", digest, err)
 		}
@@ -428,6 +440,9 @@ func (d *Device) writeDelta(ctx context.Context, blob *stagedBlob, pi PlannedIma
 	}
 	if h.NewDigest() != pi.PayloadDigest || h.NewSize != pi.PayloadSize {
 		return fmt.Errorf("%w: delta %s produces %s, the release lists %s", ErrNotListed, pi.BlobDigest, h.NewDigest(), pi.PayloadDigest)
+	}
+	if m := h.MaxApplyMemory(); m > d.cfg.Limits.MaxDeltaMemory {
+		return fmt.Errorf("%w: delta %s needs %d bytes of memory to apply, the device allows %d (Limits.MaxDeltaMemory)", ErrTooLarge, pi.BlobDigest, m, d.cfg.Limits.MaxDeltaMemory)
 	}
 	old, err := d.cfg.Slots.OpenRead(ctx, pi.Component, base.Slot)
 	if err != nil {

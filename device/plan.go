@@ -2,6 +2,7 @@ package device
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"time"
 
@@ -151,7 +152,7 @@ func (p *Plan) FetchBytes() (fetch, full int64) {
 
 // plan is planning: what Install writes for the verified release rel,
 // which passed the policy checks.
-func (d *Device) plan(st *State, ev *evaluation, releaseEnvelope []byte) (*Plan, error) {
+func (d *Device) plan(ctx context.Context, st *State, ev *evaluation, releaseEnvelope []byte) (*Plan, error) {
 	rel := ev.rel
 	plan := &Plan{
 		Product:         rel.Product,
@@ -179,6 +180,9 @@ func (d *Device) plan(st *State, ev *evaluation, releaseEnvelope []byte) (*Plan,
 		pi := plannedImage(img, inst, installed)
 		if pi.BlobSize > d.cfg.Limits.MaxBlobSize {
 			return nil, fmt.Errorf("%w: component %s %s of %d bytes, limit %d", ErrTooLarge, img.Component, pi.Method, pi.BlobSize, d.cfg.Limits.MaxBlobSize)
+		}
+		if err := d.checkSlotSize(ctx, &pi); err != nil {
+			return nil, err
 		}
 		plan.Images = append(plan.Images, pi)
 	}

@@ -67,7 +67,8 @@ type SlotWriter interface {
 
 // FileSlots keeps slots as files in one directory: COMPONENT.a and
 // COMPONENT.b hold the images, COMPONENT.active names the slot the
-// (simulated) bootloader boots, written atomically.
+// (simulated) bootloader boots, written atomically. They must be regular
+// files (not symlinks to them): see OpenWrite.
 type FileSlots struct {
 	dir string
 	fs  FS
@@ -105,7 +106,7 @@ func (s *FileSlots) OpenRead(ctx context.Context, component, slot string) (SlotR
 	if err := checkSlotName(component, slot); err != nil {
 		return nil, err
 	}
-	f, err := s.fs.OpenFile(s.Path(component, slot), os.O_RDONLY, 0)
+	f, err := openRegular(s.fs, s.Path(component, slot), os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("device: opening slot %s of %s: %w", slot, component, err)
 	}
@@ -113,7 +114,8 @@ func (s *FileSlots) OpenRead(ctx context.Context, component, slot string) (SlotR
 }
 
 // OpenWrite implements Slots. The file is created if missing and emptied,
-// and the directory synced.
+// and the directory synced. A symlink, FIFO or device in place of the slot
+// file is an error: it is never followed, truncated or written.
 func (s *FileSlots) OpenWrite(ctx context.Context, component, slot string) (SlotWriter, error) {
 	if err := checkSlotName(component, slot); err != nil {
 		return nil, err
@@ -121,7 +123,7 @@ func (s *FileSlots) OpenWrite(ctx context.Context, component, slot string) (Slot
 	if err := s.fs.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("device: slots directory: %w", err)
 	}
-	f, err := s.fs.OpenFile(s.Path(component, slot), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := openRegular(s.fs, s.Path(component, slot), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("device: opening slot %s of %s for writing: %w", slot, component, err)
 	}

@@ -31,7 +31,9 @@ type Source interface {
 // (blobs/sha256/<hex>), files named by their digest (<hex>, sha256:<hex> or
 // sha256-<hex>), or files of any name, found by hashing every regular file
 // of the directory (not its subdirectories) once, on the first digest not
-// found by name.
+// found by name. Only regular files (or symlinks to them) are read: a FIFO
+// or device named like a blob is refused (ErrNotFound, naming it) without
+// blocking in open(2).
 type DirSource struct {
 	dir   string
 	mu    sync.Mutex
@@ -75,19 +77,18 @@ func (s *DirSource) Open(ctx context.Context, digest string, offset int64) (io.R
 }
 
 func openAt(path string, offset int64) (io.ReadCloser, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(OSFS{}, path, os.O_RDONLY, 0)
 	if err != nil {
-		return nil, err
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: device: %v", ErrNotFound, err)
 	}
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("device: %s is not a regular file: %w", path, fs.ErrNotExist)
-	}
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+	if _, err := f.(*os.File).Seek(offset, io.SeekStart); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("device: seeking %s to %d: %w", path, offset, err)
 	}
-	return f, nil
+	return f.(*os.File), nil
 }
 
 // lookup finds digest among the directory's files, hashing them once.
@@ -109,7 +110,7 @@ func (s *DirSource) lookup(ctx context.Context, digest string) (string, error) {
 				return "", err
 			}
 			p := filepath.Join(s.dir, e.Name())
-			d, err := hashFile(p, buf)
+			d, err := hashFile(ctx, p, buf)
 			if err != nil {
 				return "", err
 			}
@@ -124,14 +125,14 @@ func (s *DirSource) lookup(ctx context.Context, digest string) (string, error) {
 	return p, nil
 }
 
-func hashFile(path string, buf []byte) (string, error) {
-	f, err := os.Open(path)
+func hashFile(ctx context.Context, path string, buf []byte) (string, error) {
+	f, err := openRegular(OSFS{}, path, os.O_RDONLY, 0)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("device: %w", err)
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.CopyBuffer(h, f, buf); err != nil {
+	if _, err := copyCtx(ctx, h, f, buf); err != nil {
 		return "", fmt.Errorf("device: hashing %s: %w", path, err)
 	}
 	return spec.HashDigest(h).String(), nil

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/upkit/upkit/spec"
@@ -24,8 +26,16 @@ const MaxStateSize = 4 << 20
 //
 // Monotonic fields (ReleaseVersion, NewestCreated, SecurityCounters, the
 // root in RootEnvelope) only ever move forward: the Device never saves a
-// state in which one of them is lower than in the state it loaded.
+// state in which one of them is lower than in the state it loaded, and a
+// Store never overwrites a state newer than the one the Device loaded
+// (Generation).
 type State struct {
+	// Generation counts the saves of this state: Store.Save stores
+	// Generation+1 and refuses (ErrStateConflict) to overwrite a stored
+	// state whose Generation is not the one loaded, so that a process
+	// holding an old state cannot undo what another saved since. A state
+	// written before generations existed (file format v1) reads as 0.
+	Generation uint64 `json:"generation"`
 	// RootEnvelope is the newest trusted root (a DSSE envelope, exactly as
 	// signed), starting with the one provisioned.
 	RootEnvelope []byte `json:"rootEnvelope"`
@@ -104,26 +114,55 @@ func (s *State) Clone() *State {
 //     read back intact (never an empty state in its place);
 //   - Save is atomic: after a crash at any point, Load returns either the
 //     previous or the new state, whole;
-//   - Save returns only once the state is durable.
+//   - Save returns only once the state is durable;
+//   - Save stores s with Generation s.Generation+1 and, once stored, sets
+//     s.Generation to it. A Store that more than one process (or Device)
+//     may write must refuse, with an error wrapping ErrStateConflict, to
+//     save a state whose Generation is not the stored one (a compare and
+//     swap), and should implement Locker.
 type Store interface {
 	Load(ctx context.Context) (*State, error)
 	Save(ctx context.Context, s *State) error
 }
 
-// stateMagic is the first line of a state file.
-const stateMagic = "upkit-device-state-v1\n"
+// Locker is implemented by a Store that several processes may share
+// (FileStore). The Device holds the lock for the whole of every operation
+// that may write the state or a slot (Provision, Check, Install, Commit,
+// Rollback, RecordBoot, Recover), so that no other process writes in
+// between. Lock does not wait: when another holder has the lock it fails
+// at once with an error wrapping ErrStateLocked. unlock releases it.
+type Locker interface {
+	Lock(ctx context.Context) (unlock func(), err error)
+}
+
+// stateMagic is the first line of a state file; stateMagicV1 that of a
+// state written before State.Generation existed (read, never written).
+const (
+	stateMagic   = "upkit-device-state-v2\n"
+	stateMagicV1 = "upkit-device-state-v1\n"
+)
 
 // FileStore is a Store in one file. The file is
 //
-//	upkit-device-state-v1\n
+//	upkit-device-state-v2\n
 //	sha256:<64 hex of the JSON below>\n
 //	<the State as JSON>
 //
 // written through a temporary file in the same directory, fsynced, renamed
-// over the old one, and the directory fsynced.
+// over the old one, and the directory fsynced. It implements Locker with
+// an exclusive flock(2) on PATH.lock, a file beside the state (created if
+// missing, never removed); Save takes that lock too while it compares the
+// stored Generation with the one being saved, unless Lock already holds
+// it. On systems without flock (not Linux, macOS or a BSD) the lock is not
+// shared with other processes; the generation check still applies. A
+// FileStore belongs to one Device: two Devices sharing one FileStore value
+// share its lock.
 type FileStore struct {
 	path string
 	fs   FS
+
+	mu   sync.Mutex // serializes Lock and Save; guards held
+	held File       // the open lock file while Lock is held
 }
 
 // NewFileStore returns a Store kept in the file path. fsys nil means OSFS.
@@ -153,21 +192,86 @@ func (f *FileStore) Load(ctx context.Context) (*State, error) {
 	return s, nil
 }
 
-// Save implements Store.
+// Lock implements Locker.
+func (f *FileStore) Lock(ctx context.Context) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.held != nil {
+		return nil, fmt.Errorf("%w: %s is already locked by this process", ErrStateLocked, f.path)
+	}
+	lf, err := f.lock()
+	if err != nil {
+		return nil, err
+	}
+	f.held = lf
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.held == lf {
+			lf.Close() // releases the flock
+			f.held = nil
+		}
+	}, nil
+}
+
+// lock opens PATH.lock and takes its exclusive lock without waiting.
+func (f *FileStore) lock() (File, error) {
+	if err := f.fs.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+		return nil, fmt.Errorf("device: state directory: %w", err)
+	}
+	name := f.path + ".lock"
+	lf, err := openRegular(f.fs, name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("device: opening the state lock: %w", err)
+	}
+	if err := lockFile(lf); err != nil {
+		lf.Close()
+		if errors.Is(err, ErrStateLocked) {
+			return nil, fmt.Errorf("%w: another process is using the device state (%s is locked); try again when it has finished", ErrStateLocked, name)
+		}
+		return nil, fmt.Errorf("device: locking %s: %w", name, err)
+	}
+	return lf, nil
+}
+
+// Save implements Store: a compare and swap on State.Generation under the
+// lock.
 func (f *FileStore) Save(ctx context.Context, s *State) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	data, err := EncodeState(s)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.held == nil {
+		lf, err := f.lock()
+		if err != nil {
+			return err
+		}
+		defer lf.Close()
+	}
+	switch cur, err := f.Load(ctx); {
+	case errors.Is(err, ErrNoState):
+		if s.Generation != 0 {
+			return fmt.Errorf("%w: %s no longer exists, the state being saved was loaded from generation %d", ErrStateConflict, f.path, s.Generation)
+		}
+	case err != nil:
+		return fmt.Errorf("device: not saving over the stored state: %w", err)
+	case cur.Generation != s.Generation:
+		return fmt.Errorf("%w: %s is at generation %d, the state being saved was loaded at generation %d (another process saved since)", ErrStateConflict, f.path, cur.Generation, s.Generation)
+	}
+	next := *s
+	next.Generation++
+	data, err := EncodeState(&next)
 	if err != nil {
 		return err
-	}
-	if err := f.fs.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
-		return fmt.Errorf("device: saving state: %w", err)
 	}
 	if err := writeFileAtomic(f.fs, f.path, data); err != nil {
 		return fmt.Errorf("device: saving state to %s: %w", f.path, err)
 	}
+	s.Generation = next.Generation
 	return nil
 }
 
@@ -189,14 +293,19 @@ func EncodeState(s *State) ([]byte, error) {
 }
 
 // DecodeState parses the file form of a state, checking its checksum and
-// its fields. Every error wraps ErrStateCorrupt.
+// its fields. It reads the v2 form EncodeState writes and the v1 form of
+// earlier versions (no generation: Generation 0). Every error wraps
+// ErrStateCorrupt.
 func DecodeState(data []byte) (*State, error) {
 	if len(data) > MaxStateSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrStateCorrupt, len(data), MaxStateSize)
 	}
 	rest, ok := bytes.CutPrefix(data, []byte(stateMagic))
+	v1 := false
 	if !ok {
-		return nil, fmt.Errorf("%w: bad magic line", ErrStateCorrupt)
+		if rest, v1 = bytes.CutPrefix(data, []byte(stateMagicV1)); !v1 {
+			return nil, fmt.Errorf("%w: bad magic line", ErrStateCorrupt)
+		}
 	}
 	line, body, ok := bytes.Cut(rest, []byte("\n"))
 	if !ok || !spec.ValidDigest(string(line)) {
@@ -213,6 +322,9 @@ func DecodeState(data []byte) (*State, error) {
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: trailing data", ErrStateCorrupt)
+	}
+	if v1 && s.Generation != 0 {
+		return nil, fmt.Errorf("%w: a v1 state has no generation", ErrStateCorrupt)
 	}
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrStateCorrupt, err)

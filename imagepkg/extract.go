@@ -28,12 +28,18 @@ import (
 // renamed to dest once the archive and the payload checks have passed; dest
 // must not exist or be an empty directory. Extraction goes through an
 // os.Root and refuses, with ErrUnsafePath: absolute names and names with
-// ".." (filepath.IsLocal), symlinks whose target is absolute or resolves
-// outside the root, hard links to anything but an earlier regular file of
-// the archive, entries below a symlink, duplicate entries, and device
-// files, FIFOs and other special files. Extracted files and directories
-// get the archive's permission bits (0777 mask: setuid, setgid and sticky
-// are dropped), dest itself 0755; owners and times are not restored.
+// ".." (filepath.IsLocal), symlinks whose target is absolute or leads
+// outside the root (followed through the archive's other symlinks, made
+// before or after it, as the kernel would follow them in dest; symlink
+// loops and more than MaxSymlinkHops nested links too), hard links to
+// anything but an earlier regular file of the archive, entries below a
+// symlink, duplicate entries, device files and FIFOs. Names and link
+// targets longer than MaxPathLength bytes or deeper than MaxPathDepth
+// components are ErrPathTooLong; sparse files (GNU or PAX) and other entry
+// types are ErrUnsupported. The work is linear in the length of the names.
+// Extracted files and directories get the archive's permission bits (0777
+// mask: setuid, setgid and sticky are dropped), dest itself 0755; owners
+// and times are not restored.
 //
 // On any error nothing is left at dest (beyond what was there) and the
 // temporary file or directory is removed.
@@ -93,19 +99,8 @@ func copyVerified(ctx context.Context, dst io.Writer, src io.Reader) error {
 }
 
 func extractTar(ctx context.Context, payload io.Reader, dest string) (err error) {
-	if fi, err := os.Lstat(dest); err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("imagepkg: extract: %s exists and is not a directory", dest)
-		}
-		entries, err := os.ReadDir(dest)
-		if err != nil {
-			return fmt.Errorf("imagepkg: extract: %w", err)
-		}
-		if len(entries) > 0 {
-			return fmt.Errorf("imagepkg: extract: directory %s is not empty", dest)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("imagepkg: extract: %w", err)
+	if err := checkExtractDest(dest); err != nil {
+		return err
 	}
 	clean := filepath.Clean(dest)
 	tmp, err := os.MkdirTemp(filepath.Dir(clean), "."+filepath.Base(clean)+".extract-*")
@@ -122,7 +117,7 @@ func extractTar(ctx context.Context, payload io.Reader, dest string) (err error)
 		return fmt.Errorf("imagepkg: extract: %w", err)
 	}
 	defer root.Close()
-	x := &extractor{ctx: ctx, root: root, kinds: map[string]byte{}, modes: map[string]fs.FileMode{}, buf: make([]byte, ReadBufferSize)}
+	x := &extractor{ctx: ctx, root: root, tree: newTree(), modes: map[string]fs.FileMode{}, buf: make([]byte, ReadBufferSize)}
 	tr := tar.NewReader(payload)
 	for {
 		hdr, terr := tr.Next()
@@ -148,6 +143,11 @@ func extractTar(ctx context.Context, payload io.Reader, dest string) (err error)
 	if err := drain(ctx, payload); err != nil {
 		return err
 	}
+	// Links are checked against the whole archive: a link may lead out
+	// through links made before or after it (a -> ., x -> a/a/../..).
+	if err := x.tree.checkLinks(); err != nil {
+		return err
+	}
 	if err := x.applyModes(); err != nil {
 		return err
 	}
@@ -171,8 +171,30 @@ func extractTar(ctx context.Context, payload io.Reader, dest string) (err error)
 	return nil
 }
 
+// checkExtractDest returns nil if dest does not exist or is an empty
+// directory.
+func checkExtractDest(dest string) error {
+	fi, err := os.Lstat(dest)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("imagepkg: extract: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("imagepkg: extract: %s exists and is not a directory", dest)
+	}
+	entries, err := os.ReadDir(dest)
+	if err != nil {
+		return fmt.Errorf("imagepkg: extract: %w", err)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("imagepkg: extract: directory %s is not empty", dest)
+	}
+	return nil
+}
+
 func isPkgError(err error) bool {
-	for _, e := range []error{ErrUnsafePath, ErrUnsupported, ErrPayloadDigest, ErrPayloadSize, ErrTruncated, ErrTrailingData} {
+	for _, e := range []error{ErrUnsafePath, ErrPathTooLong, ErrUnsupported, ErrPayloadDigest, ErrPayloadSize, ErrTruncated, ErrTrailingData} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -183,95 +205,130 @@ func isPkgError(err error) bool {
 type extractor struct {
 	ctx   context.Context
 	root  *os.Root
-	kinds map[string]byte        // cleaned name -> tar type flag of every entry made
+	tree  *tree                  // every entry made (or implied), to check names and links
 	modes map[string]fs.FileMode // permission bits to apply at the end
 	buf   []byte
 }
+
+// gnuSparsePrefix starts the PAX records of GNU sparse files (formats 0.0,
+// 0.1 and 1.0), which archive/tar expands silently.
+const gnuSparsePrefix = "GNU.sparse."
 
 func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 	if err := x.ctx.Err(); err != nil {
 		return err
 	}
-	raw := hdr.Name
-	name, err := x.place(raw, hdr.Typeflag)
+	name, kind, err := checkEntry(hdr)
 	if err != nil || name == "" {
 		return err
 	}
+	linkTarget, err := x.place(hdr, name, kind)
+	if err != nil {
+		return err
+	}
 	perm := fs.FileMode(hdr.Mode) & fs.ModePerm
-	switch hdr.Typeflag {
+	switch kind {
 	case tar.TypeDir:
 		if err := x.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("imagepkg: extract: %w", err)
 		}
-		x.kinds[name] = tar.TypeDir
 		x.modes[name] = perm | fs.ModeDir
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg:
 		return x.writeFile(tr, name, hdr.Size, perm)
 	case tar.TypeSymlink:
-		if !linkStaysInside(filepath.ToSlash(name), hdr.Linkname) {
-			return fmt.Errorf("%w: symlink %q -> %q leaves the root", ErrUnsafePath, truncate(raw), truncate(hdr.Linkname))
-		}
 		if err := x.root.Symlink(hdr.Linkname, name); err != nil {
 			return fmt.Errorf("imagepkg: extract: %w", err)
 		}
-		x.kinds[name] = tar.TypeSymlink
 	case tar.TypeLink:
-		target := filepath.Clean(filepath.FromSlash(hdr.Linkname))
-		if !filepath.IsLocal(target) || x.kinds[target] != tar.TypeReg {
-			return fmt.Errorf("%w: hard link %q -> %q does not name an earlier regular file of the archive", ErrUnsafePath, truncate(raw), truncate(hdr.Linkname))
-		}
-		if err := x.root.Link(target, name); err != nil {
+		if err := x.root.Link(filepath.FromSlash(linkTarget.fullName()), name); err != nil {
 			return fmt.Errorf("imagepkg: extract: %w", err)
 		}
-		x.kinds[name] = tar.TypeLink
-	case tar.TypeChar, tar.TypeBlock:
-		return fmt.Errorf("%w: %q is a device file", ErrUnsafePath, truncate(raw))
-	case tar.TypeFifo:
-		return fmt.Errorf("%w: %q is a FIFO", ErrUnsafePath, truncate(raw))
-	default:
-		return fmt.Errorf("%w: entry %q has tar type %q", ErrUnsupported, truncate(raw), hdr.Typeflag)
 	}
 	return nil
 }
 
-// place checks the name raw of an entry of type typ and makes its parent
-// directories. It returns the cleaned local name, or "" for an entry to
-// skip (the root directory itself).
-func (x *extractor) place(raw string, typ byte) (string, error) {
+// checkEntry checks what can be checked of an entry on its own: its name
+// (limits, local), that it is not sparse, and its type. It returns the
+// cleaned local name ("" for an entry to skip: the root directory itself)
+// and the type (TypeRegA as TypeReg).
+func checkEntry(hdr *tar.Header) (string, byte, error) {
+	raw := hdr.Name
+	if err := checkPathLimits("entry name", strings.TrimSuffix(raw, "/")); err != nil {
+		return "", 0, err
+	}
 	name := filepath.Clean(filepath.FromSlash(strings.TrimSuffix(raw, "/")))
 	if raw == "" || !filepath.IsLocal(name) || strings.ContainsRune(raw, 0) {
-		return "", fmt.Errorf("%w: entry %q is absolute or leaves the root", ErrUnsafePath, truncate(raw))
+		return "", 0, fmt.Errorf("%w: entry %q is absolute or leaves the root", ErrUnsafePath, truncate(raw))
+	}
+	// A sparse entry's logical size is not bounded by the bytes the archive
+	// holds: a few hundred signed bytes could ask for a terabyte file.
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return "", 0, fmt.Errorf("%w: entry %q is a GNU sparse file", ErrUnsupported, truncate(raw))
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, gnuSparsePrefix) {
+			return "", 0, fmt.Errorf("%w: entry %q is a sparse file (PAX record %s)", ErrUnsupported, truncate(raw), truncate(k))
+		}
 	}
 	if name == "." {
-		if typ == tar.TypeDir {
-			return "", nil
+		if hdr.Typeflag == tar.TypeDir {
+			return "", 0, nil
 		}
-		return "", fmt.Errorf("%w: entry %q names the root", ErrUnsafePath, truncate(raw))
+		return "", 0, fmt.Errorf("%w: entry %q names the root", ErrUnsafePath, truncate(raw))
 	}
-	if _, dup := x.kinds[name]; dup {
-		return "", fmt.Errorf("%w: duplicate entry %q", ErrUnsafePath, truncate(raw))
+	switch hdr.Typeflag {
+	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink, tar.TypeLink:
+		return name, hdr.Typeflag, nil
+	case tar.TypeRegA:
+		return name, tar.TypeReg, nil
+	case tar.TypeChar, tar.TypeBlock:
+		return "", 0, fmt.Errorf("%w: %q is a device file", ErrUnsafePath, truncate(raw))
+	case tar.TypeFifo:
+		return "", 0, fmt.Errorf("%w: %q is a FIFO", ErrUnsafePath, truncate(raw))
 	}
-	// Every parent must be a directory made by this archive (or implied by
-	// it), never a symlink or a file.
-	for p := filepath.Dir(name); p != "."; p = filepath.Dir(p) {
-		switch k, ok := x.kinds[p]; {
-		case !ok:
-		case k == tar.TypeDir:
-		default:
-			return "", fmt.Errorf("%w: entry %q is below %q, which is not a directory", ErrUnsafePath, truncate(raw), p)
+	return "", 0, fmt.Errorf("%w: entry %q has tar type %q", ErrUnsupported, truncate(raw), hdr.Typeflag)
+}
+
+// place checks the entry hdr, of cleaned local name and kind (checkEntry),
+// against the archive so far: a symlink's target lexically (links through
+// the archive's other links are checked once the whole archive is known,
+// tree.checkLinks), a hard link's target (an earlier regular file, whose
+// node it returns), the parents (directories of the archive or implied)
+// and that the name is new. It records the entry and makes its parent
+// directories.
+func (x *extractor) place(hdr *tar.Header, name string, kind byte) (*node, error) {
+	raw, slashName := hdr.Name, filepath.ToSlash(name)
+	var linkTarget *node
+	switch kind {
+	case tar.TypeSymlink:
+		if err := checkPathLimits("symlink target", hdr.Linkname); err != nil {
+			return nil, err
 		}
+		// (lexically first: the common mistake, reported early)
+		if !linkStaysInside(slashName, hdr.Linkname) {
+			return nil, fmt.Errorf("%w: symlink %q -> %q leaves the root", ErrUnsafePath, truncate(raw), truncate(hdr.Linkname))
+		}
+	case tar.TypeLink:
+		if err := checkPathLimits("hard link target", hdr.Linkname); err != nil {
+			return nil, err
+		}
+		target := filepath.Clean(filepath.FromSlash(hdr.Linkname))
+		if filepath.IsLocal(target) {
+			linkTarget = x.tree.lookup(filepath.ToSlash(target))
+		}
+		if linkTarget == nil || linkTarget.kind != tar.TypeReg {
+			return nil, fmt.Errorf("%w: hard link %q -> %q does not name an earlier regular file of the archive", ErrUnsafePath, truncate(raw), truncate(hdr.Linkname))
+		}
+	}
+	if _, err := x.tree.add(slashName, kind, hdr.Linkname); err != nil {
+		return nil, err
 	}
 	if parent := filepath.Dir(name); parent != "." {
 		if err := x.root.MkdirAll(parent, 0o755); err != nil {
-			return "", fmt.Errorf("%w: creating %s: %v", ErrUnsafePath, parent, err)
-		}
-		for p := parent; p != "."; p = filepath.Dir(p) {
-			if _, ok := x.kinds[p]; !ok {
-				x.kinds[p] = tar.TypeDir
-			}
+			return nil, fmt.Errorf("%w: creating %s: %v", ErrUnsafePath, parent, err)
 		}
 	}
-	return name, nil
+	return linkTarget, nil
 }
 
 // writeFile writes a regular file entry of size bytes.
@@ -280,7 +337,6 @@ func (x *extractor) writeFile(tr *tar.Reader, name string, size int64, perm fs.F
 	if err != nil {
 		return fmt.Errorf("imagepkg: extract: %w", err)
 	}
-	x.kinds[name] = tar.TypeReg
 	x.modes[name] = perm
 	n, err := io.CopyBuffer(struct{ io.Writer }{f}, tr, x.buf)
 	if cerr := f.Close(); err == nil && cerr != nil {

@@ -36,7 +36,7 @@ type PackageFile struct {
 // returns the PackageFile too, for diagnostics only (never trust it):
 // after a payload error its Digest and Size are set.
 func ReadPackageFile(ctx context.Context, path string, keys ...*spec.PublicKey) (*PackageFile, error) {
-	f, err := os.Open(path)
+	f, err := spec.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ type ImageFile struct {
 // it passed its size and digest checks (errors then wrap the package's
 // sentinels, ErrRejected). Close removes the temporary file.
 func OpenImage(ctx context.Context, path, dir string) (*ImageFile, error) {
-	f, err := os.Open(path)
+	f, err := spec.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +156,7 @@ func (f *ImageFile) Close() error {
 // and the file's size. It returns the Reader (nil when the header does not
 // parse: diagnostics only on error) and the error.
 func VerifyFile(ctx context.Context, path string, keys []*spec.PublicKey, dest string, progress func(done, total int64)) (*Reader, error) {
-	f, err := os.Open(path)
+	f, err := spec.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}

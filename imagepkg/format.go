@@ -78,9 +78,8 @@ var (
 	// ErrRejected matches every refusal of a package: ErrMagic, ErrVersion,
 	// ErrUnsupported, ErrMetadata, ErrMetadataTooLarge, ErrSignatureBlock,
 	// ErrPadding, ErrUnknownKey, ErrSignature, ErrTruncated,
-	// ErrPayloadDigest, ErrPayloadSize, ErrTrailingData and ErrUnsafePath.
-	// It is never
-	// returned alone.
+	// ErrPayloadDigest, ErrPayloadSize, ErrTrailingData, ErrUnsafePath and
+	// ErrPathTooLong (tree.go). It is never returned alone.
 	ErrRejected = errors.New("imagepkg: package rejected")
 
 	ErrMagic             = rejection("imagepkg: not an upkit image package (bad magic)")

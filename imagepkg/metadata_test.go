@@ -100,6 +100,7 @@ func TestParseMetadataStrict(t *testing.T) {
 		// Manifests refused -0 (read as 0); package metadata now shares their
 		// strict JSON reader (issue 12, item 11).
 		{"size negative zero", rep(`"size":100`, `"size":-0`), "payload.size", imagepkg.ErrMetadata},
+		{"stored size negative zero", rep(`"storedSize":50`, `"storedSize":-0`), "payload.storedSize", imagepkg.ErrMetadata},
 		{"security version negative zero", rep(`"securityVersion":7`, `"securityVersion":-0`), "securityVersion", imagepkg.ErrMetadata},
 		{"digest upper", rep(`sha256:0000`, `sha256:AAAA`), "payload.sha256", imagepkg.ErrMetadata},
 		{"digest short", rep(`0000000000000000000000000000000000000000000000000000000000000000`, `00`), "payload.sha256", imagepkg.ErrMetadata},

@@ -88,7 +88,7 @@ func Pack(ctx context.Context, out io.Writer, payload io.Reader, opts PackOption
 					return nil, err
 				}
 				if opts.Digest != nil {
-					if err := hashRange(opts.Digest, f, base, end); err != nil {
+					if err := hashRange(ctx, opts.Digest, f, base, end); err != nil {
 						return nil, err
 					}
 				}
@@ -111,7 +111,7 @@ func Pack(ctx context.Context, out io.Writer, payload io.Reader, opts PackOption
 		out = io.MultiWriter(out, opts.Digest)
 	}
 	// (hide ReadFrom/WriteTo, so that the 1 MiB buffer is used)
-	n, err := io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{io.NewSectionReader(spool, 0, end)}, make([]byte, ReadBufferSize))
+	n, err := io.CopyBuffer(struct{ io.Writer }{out}, &ctxReader{ctx: ctx, r: io.NewSectionReader(spool, 0, end)}, make([]byte, ReadBufferSize))
 	if err != nil {
 		return nil, fmt.Errorf("imagepkg: writing the package: %w", err)
 	}
@@ -142,7 +142,7 @@ func packInPlace(ctx context.Context, f *os.File, base int64, payload io.Reader,
 	}
 	meta.Payload.Size = size
 	meta.Payload.StoredSize = stored
-	meta.Payload.SHA256 = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	meta.Payload.SHA256 = spec.HashDigest(h).String()
 	header, err := signHeader(ctx, meta, s, reserved)
 	if err != nil {
 		return 0, err
@@ -157,9 +157,10 @@ func packInPlace(ctx context.Context, f *os.File, base int64, payload io.Reader,
 	return end, nil
 }
 
-// hashRange writes bytes [base, base+n) of f to h.
-func hashRange(h hash.Hash, f *os.File, base, n int64) error {
-	got, err := io.CopyBuffer(h, io.NewSectionReader(f, base, n), make([]byte, ReadBufferSize))
+// hashRange writes bytes [base, base+n) of f to h, stopping when ctx is
+// done.
+func hashRange(ctx context.Context, h hash.Hash, f *os.File, base, n int64) error {
+	got, err := io.CopyBuffer(h, &ctxReader{ctx: ctx, r: io.NewSectionReader(f, base, n)}, make([]byte, ReadBufferSize))
 	if err != nil {
 		return fmt.Errorf("imagepkg: hashing the package: %w", err)
 	}

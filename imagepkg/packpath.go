@@ -25,7 +25,10 @@ import (
 // empty user and group names, permission bits (and setuid, setgid, sticky)
 // kept, every mtime = opts.ModTime, no access or change times; only
 // regular files, directories and symlinks are allowed (anything else is an
-// error) and symlinks must stay inside the directory (else ErrUnsafePath).
+// error) and symlinks must stay inside the directory, followed through the
+// directory's other symlinks as Extract follows them (else ErrUnsafePath);
+// names and link targets obey MaxPathLength and MaxPathDepth (else
+// ErrPathTooLong).
 // Hard-linked files are stored as separate regular files. The output must
 // not be inside the input directory.
 //
@@ -68,7 +71,7 @@ func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, 
 			defer pr.Close()
 			src = pr
 		} else {
-			f, err := os.Open(inputPath)
+			f, err := spec.OpenRegular(inputPath)
 			if err != nil {
 				return fmt.Errorf("imagepkg: input: %w", err)
 			}
@@ -90,7 +93,7 @@ func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, 
 		// atomicfile's own sync then finds nothing left to write.
 		synced := make(chan error, 1)
 		go func() { synced <- out.Sync() }()
-		herr := hashRange(digest, out, 0, end)
+		herr := hashRange(ctx, digest, out, 0, end)
 		if serr := <-synced; serr != nil {
 			return fmt.Errorf("imagepkg: syncing the package: %w", serr)
 		}
@@ -125,7 +128,12 @@ func WriteTar(ctx context.Context, w io.Writer, root string, modTime time.Time) 
 	modTime = modTime.UTC().Truncate(time.Second)
 	tw := tar.NewWriter(w)
 	buf := make([]byte, ReadBufferSize)
-	if err := writeTarDir(ctx, tw, root, "", modTime, buf); err != nil {
+	t := newTree()
+	if err := writeTarDir(ctx, tw, t, root, "", modTime, buf); err != nil {
+		return err
+	}
+	// The rule Extract applies: every link resolved through the others.
+	if err := t.checkLinks(); err != nil {
 		return err
 	}
 	if err := tw.Close(); err != nil {
@@ -134,7 +142,7 @@ func WriteTar(ctx context.Context, w io.Writer, root string, modTime time.Time) 
 	return nil
 }
 
-func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime time.Time, buf []byte) error {
+func writeTarDir(ctx context.Context, tw *tar.Writer, t *tree, root, rel string, modTime time.Time, buf []byte) error {
 	entries, err := os.ReadDir(filepath.Join(root, filepath.FromSlash(rel)))
 	if err != nil {
 		return fmt.Errorf("imagepkg: reading directory: %w", err)
@@ -145,6 +153,9 @@ func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime 
 			return err
 		}
 		name := path.Join(rel, e.Name())
+		if err := checkPathLimits("name", name); err != nil {
+			return err
+		}
 		full := filepath.Join(root, filepath.FromSlash(name))
 		fi, err := os.Lstat(full)
 		if err != nil {
@@ -168,6 +179,9 @@ func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime 
 			if err != nil {
 				return fmt.Errorf("imagepkg: %w", err)
 			}
+			if err := checkPathLimits("symlink target", target); err != nil {
+				return err
+			}
 			if !linkStaysInside(name, target) {
 				return fmt.Errorf("%w: symlink %s -> %s leaves the directory", ErrUnsafePath, name, target)
 			}
@@ -175,6 +189,9 @@ func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime 
 			hdr.Linkname = target
 		default:
 			return fmt.Errorf("%w: %s is a %s; only regular files, directories and symlinks can be packed", ErrInvalidOptions, full, fi.Mode().Type())
+		}
+		if _, err := t.add(name, hdr.Typeflag, hdr.Linkname); err != nil {
+			return err
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("imagepkg: tar entry %s: %w", name, err)
@@ -185,7 +202,7 @@ func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime 
 				return err
 			}
 		case tar.TypeDir:
-			if err := writeTarDir(ctx, tw, root, name, modTime, buf); err != nil {
+			if err := writeTarDir(ctx, tw, t, root, name, modTime, buf); err != nil {
 				return err
 			}
 		}
@@ -194,7 +211,7 @@ func writeTarDir(ctx context.Context, tw *tar.Writer, root, rel string, modTime 
 }
 
 func copyFileInto(w io.Writer, name string, size int64, buf []byte) error {
-	f, err := os.Open(name)
+	f, err := spec.OpenRegular(name)
 	if err != nil {
 		return fmt.Errorf("imagepkg: %w", err)
 	}

@@ -103,9 +103,9 @@ func (l *fileLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed(
 // Compressed opens the file; the reader fails at EOF with ErrDigestMismatch
 // or ErrSizeMismatch if the file changed since it was described.
 func (l *fileLayer) Compressed() (io.ReadCloser, error) {
-	f, err := os.Open(l.path)
+	f, err := spec.OpenRegular(l.path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadFile, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadFile, err)
 	}
 	if !l.verify {
 		return &sizedReader{f: f, size: l.size, path: l.path}, nil
@@ -182,7 +182,7 @@ func (v *verifyReader) Close() error { return v.rc.Close() }
 // hashFile returns the sha256 digest and size of the file at path,
 // honouring ctx between reads.
 func hashFile(ctx context.Context, path string) (string, int64, error) {
-	f, err := os.Open(path)
+	f, err := spec.OpenRegular(path)
 	if err != nil {
 		return "", 0, err
 	}

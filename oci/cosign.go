@@ -114,6 +114,11 @@ func checkCosignImage(img v1.Image) error {
 	if len(m.Layers) > MaxLayers {
 		return fmt.Errorf("%w: %d signature layers", ErrTooLarge, len(m.Layers))
 	}
+	// Appending reads the config blob whole (go-containerregistry reads up
+	// to the size the manifest declares): bound it first.
+	if m.Config.Size < 0 || m.Config.Size > MaxManifestSize {
+		return fmt.Errorf("%w: signature image config of %d bytes, at most %d", ErrTooLarge, m.Config.Size, MaxManifestSize)
+	}
 	for _, l := range m.Layers {
 		if l.MediaType != types.MediaType(MediaTypeCosignSimpleSigning) {
 			return fmt.Errorf("%w: existing signature tag holds a %s layer", ErrNotRelease, l.MediaType)

@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/upkit/upkit/internal/atomicfile"
@@ -117,8 +118,9 @@ func updateLayoutIndex(dir string, desc v1.Descriptor, tag string) error {
 	return nil
 }
 
-// readLimited reads a small layout file (spec.ReadFile), reporting one
-// over limit as ErrTooLarge.
+// readLimited reads a small layout file (spec.ReadFile: a FIFO or device
+// in a layout is refused without blocking), reporting one over limit as
+// ErrTooLarge.
 func readLimited(path string, limit int64) ([]byte, error) {
 	b, err := spec.ReadFile(path, limit)
 	if errors.Is(err, spec.ErrTooLarge) {
@@ -206,17 +208,27 @@ func layoutReferrers(dir, subject string) ([]v1.Descriptor, error) {
 	return out, nil
 }
 
-// layoutImage returns the artifact a as a v1.Image backed by the layout.
+// layoutImage returns the artifact a as a v1.Image backed by the layout:
+// its raw manifest (as resolved) and its layers streamed from blobs/, each
+// opened only if it is a regular file and checked against its digest and
+// size while it streams.
 func layoutImage(dir string, a *Artifact) (v1.Image, error) {
-	p, err := layout.FromPath(dir)
-	if err != nil {
-		return nil, fmt.Errorf("oci: opening layout %s: %w", dir, err)
+	var m struct {
+		Config v1.Descriptor `json:"config"`
 	}
-	h, err := v1.NewHash(a.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("oci: %w", err)
+	if err := json.Unmarshal(a.Manifest, &m); err != nil || m.Config.Digest != emptyConfig().h {
+		return nil, fmt.Errorf("%w: %s in layout %s: the config is not the empty descriptor", ErrNotRelease, a.Digest, dir)
 	}
-	img, err := p.Image(h)
+	art := &artifact{raw: a.Manifest, layers: make(map[v1.Hash]partial.CompressedLayer, len(a.Layers))}
+	for _, b := range a.Layers {
+		h, err := v1.NewHash(b.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("oci: %w", err)
+		}
+		art.layers[h] = &fileLayer{path: filepath.Join(dir, "blobs", "sha256", h.Hex), digest: h, size: b.Size,
+			mt: types.MediaType(b.MediaType), verify: true}
+	}
+	img, err := partial.CompressedToImage(art)
 	if err != nil {
 		return nil, fmt.Errorf("oci: reading %s from layout %s: %w", a.Digest, dir, err)
 	}

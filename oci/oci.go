@@ -80,7 +80,9 @@ const (
 // allocating. Blobs themselves are streamed, bounded by their descriptor's
 // size.
 const (
-	// MaxManifestSize bounds an OCI manifest or index read into memory.
+	// MaxManifestSize bounds an OCI manifest or index read into memory
+	// (also a page of a tag list); it applies while reading, so nothing
+	// larger is ever held.
 	MaxManifestSize = 4 << 20
 	// MaxEnvelopeSize bounds the release envelope layer read into memory.
 	MaxEnvelopeSize = 4 << 20
@@ -88,6 +90,9 @@ const (
 	MaxLayers = 4096
 	// MaxTitleLen bounds an accepted org.opencontainers.image.title.
 	MaxTitleLen = 255
+	// MaxTags and MaxTagPages bound a repository's tag list.
+	MaxTags     = 100000
+	MaxTagPages = 1000
 )
 
 // Sentinel errors, wrapped with %w and matched with errors.Is.
@@ -116,6 +121,11 @@ var (
 	ErrBadFile = errors.New("oci: bad file")
 	// ErrExists: a pull would replace a file it did not create.
 	ErrExists = errors.New("oci: refusing to replace an existing file")
+	// ErrRedirects: a registry request redirected more than MaxRedirects
+	// times.
+	ErrRedirects = errors.New("oci: too many redirects")
+	// ErrTimeout: a registry request took longer than Options.Timeout.
+	ErrTimeout = errors.New("oci: registry request timed out")
 )
 
 // CheckDigest returns nil if d is "sha256:" followed by 64 lowercase hex

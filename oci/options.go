@@ -17,7 +17,7 @@ import (
 
 // Options configure registry access. The zero value (or a nil *Options) is
 // ready to use: the user's docker credentials, HTTPS except on loopback, 4
-// concurrent uploads, 3 retries.
+// concurrent uploads, 3 retries, DefaultTimeout per request.
 type Options struct {
 	// Keychain resolves credentials per registry. Nil means
 	// authn.DefaultKeychain: $DOCKER_CONFIG/config.json (default
@@ -40,6 +40,15 @@ type Options struct {
 	// Backoff is the delay before the first retry (default 500ms), tripled
 	// for each further retry.
 	Backoff time.Duration
+	// Timeout bounds each request to a registry, manifests, referrers,
+	// tags, tokens, pushes and blobs alike: from sending it, through its
+	// redirects (at most MaxRedirects), to the last byte of the answer
+	// (default DefaultTimeout; negative means none). While blob bytes flow
+	// (a download's body, an upload's body) it bounds the time without
+	// progress instead, so that a large blob on a slow link is not cut;
+	// an interrupted blob download resumes (Retries). A request over its
+	// time fails with ErrTimeout. The caller's ctx still bounds the whole.
+	Timeout time.Duration
 	// Progress, if set, is called from one goroutine as a push advances,
 	// with bytes done and total bytes.
 	Progress func(done, total int64)
@@ -51,6 +60,13 @@ const (
 	defaultBackoff = 500 * time.Millisecond
 	userAgent      = "upkit"
 )
+
+// DefaultTimeout is Options.Timeout's default.
+const DefaultTimeout = 5 * time.Minute
+
+// MaxRedirects is the most redirects one registry request follows (a blob
+// redirected to a CDN takes one or two); the next is ErrRedirects.
+const MaxRedirects = 5
 
 func (o *Options) orDefault() Options {
 	var c Options
@@ -74,7 +90,12 @@ func (o *Options) orDefault() Options {
 	if c.Backoff <= 0 {
 		c.Backoff = defaultBackoff
 	}
-	c.Transport = &plainHTTPGuard{base: c.Transport, allow: c.PlainHTTP}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if _, ok := c.Transport.(*guard); !ok {
+		c.Transport = &guard{base: c.Transport, allow: c.PlainHTTP, timeout: c.Timeout}
+	}
 	return c
 }
 
@@ -112,24 +133,6 @@ func (o Options) writeOptions(ctx context.Context) ([]remote.Option, func()) {
 	}()
 	// remote closes ch when the operation ends.
 	return append(ropts, remote.WithProgress(ch)), func() { <-done }
-}
-
-// plainHTTPGuard refuses plain-HTTP requests to non-loopback hosts unless
-// allowed. go-containerregistry itself falls back to HTTP for RFC 1918
-// addresses; upkit does not without being asked.
-type plainHTTPGuard struct {
-	base  http.RoundTripper
-	allow bool
-}
-
-func (g *plainHTTPGuard) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Scheme == "http" && !g.allow && !IsLoopback(r.URL.Hostname()) {
-		if r.Body != nil {
-			r.Body.Close()
-		}
-		return nil, fmt.Errorf("%w to %s: use HTTPS, or allow plain HTTP explicitly (--plain-http)", ErrPlainHTTP, r.URL.Host)
-	}
-	return g.base.RoundTrip(r)
 }
 
 // IsLoopback reports whether host (no port) is "localhost" or a loopback IP.

@@ -151,6 +151,10 @@ func parseArtifact(raw []byte, mediaType string) (*Artifact, error) {
 	if len(m.Layers) > MaxLayers {
 		return nil, fmt.Errorf("%w: %d layers, at most %d", ErrTooLarge, len(m.Layers), MaxLayers)
 	}
+	// Copying an artifact reads its config blob whole, up to this size.
+	if m.Config.Size < 0 || m.Config.Size > MaxManifestSize {
+		return nil, fmt.Errorf("%w: config of %d bytes, at most %d", ErrTooLarge, m.Config.Size, MaxManifestSize)
+	}
 	a := &Artifact{MediaType: mediaType, ArtifactType: m.ArtifactType, Annotations: m.Annotations, Manifest: raw,
 		Size: int64(len(raw))}
 	if m.Subject != nil {
@@ -312,7 +316,7 @@ func Tags(ctx context.Context, target string, opts *Options) ([]string, error) {
 	if t.IsLayout() {
 		all, err = layoutTags(t.Layout)
 	} else {
-		all, err = remote.List(t.Repo, o.remoteOptions(ctx)...)
+		all, err = listTags(ctx, t, o)
 		if err != nil {
 			err = registryError(t.Registry(), "listing tags of "+t.Repo.Name()+" on", err)
 		}
@@ -328,6 +332,33 @@ func Tags(ctx context.Context, target string, opts *Options) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// listTags pages through a registry's tag list, at most MaxTagPages pages
+// and MaxTags tags (a registry could link pages forever).
+func listTags(ctx context.Context, t Target, o Options) ([]string, error) {
+	p, err := remote.NewPuller(o.remoteOptions(ctx)...)
+	if err != nil {
+		return nil, err
+	}
+	l, err := p.Lister(ctx, t.Repo)
+	if err != nil {
+		return nil, err
+	}
+	var all []string
+	for pages := 0; l.HasNext(); pages++ {
+		if pages == MaxTagPages {
+			return nil, fmt.Errorf("%w: more than %d pages of tags", ErrTooLarge, MaxTagPages)
+		}
+		page, err := l.Next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if all = append(all, page.Tags...); len(all) > MaxTags {
+			return nil, fmt.Errorf("%w: more than %d tags", ErrTooLarge, MaxTags)
+		}
+	}
+	return all, nil
 }
 
 // Referrers returns the deltas artifacts attached to the release at target,

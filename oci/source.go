@@ -145,7 +145,8 @@ func retryable(ctx context.Context, err error) bool {
 		return false
 	}
 	return !errors.Is(err, ErrDigestMismatch) && !errors.Is(err, ErrSizeMismatch) &&
-		!errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrPlainHTTP)
+		!errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrPlainHTTP) &&
+		!errors.Is(err, ErrRedirects) && !errors.Is(err, ErrTooLarge)
 }
 
 // backoff sleeps before retry number n (1-based), or returns ctx's error.
@@ -352,7 +353,7 @@ func (s *LayoutSource) open(digest string, offset int64) (*os.File, error) {
 		return nil, fmt.Errorf("oci: negative offset %d", offset)
 	}
 	p := filepath.Join(s.dir, "blobs", "sha256", digest[7:])
-	f, err := os.Open(p)
+	f, err := spec.OpenRegular(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: blob %s in layout %s", ErrNotFound, digest, s.dir)
 	} else if err != nil {
@@ -403,7 +404,7 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 		return fmt.Errorf("%w: negative size %d", ErrSizeMismatch, size)
 	}
 	part := PartialPath(path, digest)
-	f, h, have, err := openPartial(part, size)
+	f, h, have, err := openPartial(ctx, part, size)
 	if err != nil {
 		return err
 	}
@@ -443,21 +444,27 @@ func FetchFile(ctx context.Context, src Source, digest string, size int64, path 
 
 // openPartial opens (or creates) the partial file of a download of size
 // bytes and hashes what an earlier attempt left in it (a partial file
-// longer than size is emptied). It returns the file positioned after
-// those bytes, their hash and their count.
-func openPartial(part string, size int64) (*os.File, hash.Hash, int64, error) {
+// longer than size is emptied; ctx stops the hashing). It returns the file
+// positioned after those bytes, their hash and their count. A symlink or
+// any other non-regular entry at the name is removed first and never
+// followed or waited on (O_NOFOLLOW, O_NONBLOCK, then fstat).
+func openPartial(ctx context.Context, part string, size int64) (*os.File, hash.Hash, int64, error) {
 	if fi, err := os.Lstat(part); err == nil && !fi.Mode().IsRegular() {
 		// Never write through a symlink (or into a device) left at our name.
 		if err := os.Remove(part); err != nil {
 			return nil, nil, 0, fmt.Errorf("oci: %s is not a regular file: %w", part, err)
 		}
 	}
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|oNoFollow|oNonBlock, 0o644)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("oci: %w", err)
 	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, 0, fmt.Errorf("oci: %s is not a regular file", part)
+	}
 	h := sha256.New()
-	have, err := io.Copy(h, f)
+	have, err := io.Copy(h, ctxReader{ctx, f})
 	if err == nil && have > size {
 		h.Reset()
 		have = 0

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # scripts/test-deps.sh - provide every real component the tests use; `make test` runs it first.
 #
-#   usage: scripts/test-deps.sh [--check] [NAME...]   (default: every component)
+#   usage: scripts/test-deps.sh [--check] [--e2e] [NAME...]   (default: every component)
+#
+# --e2e provides the Debian packages of the QEMU device scenarios instead (`make e2e`,
+# e2e/build.sh, docs/E2E.md); the kernel they boot is not installed but fetched by
+# e2e/build.sh (apt-get download linux-image-cloud-amd64's kernel package).
 #
 # For each component it prints one line: found, installed or built, with the time it took.
 #
@@ -9,10 +13,13 @@
 #                     with one `apt-get install` when running as root or with passwordless sudo.
 #                     Otherwise it stops with the exact command to run and exits 1: a test that
 #                     needs a missing component would fail anyway, and never skips.
+#   imgtool           upstream MCUboot imgtool 2.4.0, the reference for MCUboot images: $UPKIT_IMGTOOL,
+#                     or ../shared/tools/imgtool.sh beside the project (CI has it), or installed
+#                     once from PyPI into the tools cache below (needs python3-venv and PyPI).
 #   Go-built tools    (scripts/tools.txt) built once from the Go module proxy into
 #                     $UPKIT_TOOLS_DIR/NAME-VERSION/NAME, default
 #                     ${XDG_CACHE_HOME:-$HOME/.cache}/upkit/tools; reused on every later run.
-#                     The tests find them there (internal/testtools reads the same file).
+#                     The tests find them there (internal/testutil/testtools reads the same file).
 #
 # Already present components are used as they are: no reinstall, no network.
 # --check reports what is missing and exits 1 if anything is, changing nothing.
@@ -22,7 +29,7 @@ export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
 TOOLS_DIR=${UPKIT_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/upkit/tools}
 
-# name | Debian package | probe (a command on PATH, or an absolute path) | why
+# name | Debian package | probe (a command on PATH, an absolute path, or py:MODULE) | why
 DEBIAN='
 gcc             gcc             gcc                            cgo: the PKCS#11 signer and go test -race
 libc6-dev       libc6-dev       /usr/include/stdio.h           cgo headers
@@ -32,13 +39,50 @@ openssl         openssl         openssl                        key files and sig
 time            time            /usr/bin/time                  peak memory figures in tests and benchmarks
 softhsm2        softhsm2        softhsm2-util                  a real PKCS#11 token for the HSM tests (signing/, cmd/upkit)
 docker-registry docker-registry docker-registry                CNCF distribution 2.8, a real registry (oci/, device/, cmd/upkit)
+grub-common     grub-common     grub-editenv                   the GRUB environment block, grub-script-check (device/grubenv, device/boot, contrib/)
+libubootenv-tool libubootenv-tool fw_printenv                  the U-Boot environment as fw_printenv/fw_setenv read and write it (device/ubootenv)
+u-boot-tools    u-boot-tools    mkenvimage                     mkenvimage, and mkimage for the boot script (device/ubootenv, contrib/)
+swtpm           swtpm           swtpm                          a TPM 2.0 for the anti-rollback counters (device/tpmcounter)
+tpm2-tools      tpm2-tools      tpm2_nvread                    the TPM counters inspected from outside (device/tpmcounter)
+e2fsprogs       e2fsprogs       mkfs.ext4                      a mounted slot is refused (device/partslots)
+mount           mount           losetup                        loop devices for the slot and environment tests (device/partslots, device/ubootenv)
+python3         python3         /usr/bin/python3               upstream MCUboot imgtool (mcuboot/, cmd/upkit)
+python3-click   python3-click   py:click                       imgtool
+python3-intelhex python3-intelhex py:intelhex                  imgtool
+python3-cbor2   python3-cbor2   py:cbor2                       imgtool
+python3-cryptography python3-cryptography py:cryptography      imgtool
+python3-yaml    python3-yaml    py:yaml                        imgtool dumpinfo
+'
+
+# The QEMU device scenarios (--e2e). Probes are absolute where the command is in sbin.
+E2E_DEBIAN='
+qemu-system-x86  qemu-system-x86    qemu-system-x86_64                          runs the virtual device (TCG; KVM when there is one)
+ovmf             ovmf               /usr/share/OVMF/OVMF_CODE_4M.fd             UEFI firmware that starts GRUB
+grub-efi         grub-efi-amd64-bin /usr/lib/grub/x86_64-efi/linux.mod          grub-mkstandalone -O x86_64-efi
+grub-common      grub-common        grub-editenv                                grub-mkstandalone, grub-editenv on the device grubenv
+u-boot-qemu      u-boot-qemu        /usr/lib/u-boot/qemu-x86/u-boot.rom         U-Boot for the U-Boot variant
+u-boot-tools     u-boot-tools       mkimage                                     boot.scr (mkimage), U-Boot variables (mkenvimage)
+libubootenv-tool libubootenv-tool   fw_printenv                                 reads the U-Boot variables file
+busybox-static   busybox-static     /var/lib/dpkg/info/busybox-static.list      the guest userland (a static busybox)
+mtools           mtools             mcopy                                       the ESP without mounting it
+dosfstools       dosfstools         /usr/sbin/mkfs.vfat                         the ESP and the boot flash (mkfs.vfat -C)
+e2fsprogs        e2fsprogs          /usr/sbin/mke2fs                            root file systems from folders (mke2fs -d)
+fdisk            fdisk              /usr/sbin/sfdisk                            partition tables on image files
+swtpm            swtpm              swtpm                                       the TPM 2.0 of the device
+swtpm-tools      swtpm-tools        swtpm_setup                                 manufactures the TPM of each device
 '
 
 check_only=0
-if [ "${1:-}" = --check ]; then
-	check_only=1
+e2e=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--check) check_only=1 ;;
+	--e2e) e2e=1 ;;
+	*) break ;;
+	esac
 	shift
-fi
+done
+[ "$e2e" = 1 ] && DEBIAN=$E2E_DEBIAN
 SELECTED=("$@")
 selected() { # NAME: is NAME among the arguments (or were there none)?
 	[ ${#SELECTED[@]} -eq 0 ] && return 0
@@ -50,6 +94,7 @@ selected() { # NAME: is NAME among the arguments (or were there none)?
 say() { printf 'test-deps: %s\n' "$*" >&2; }
 present() { # PROBE
 	case $1 in
+	py:*) [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import ${1#py:}" 2>/dev/null ;; # Debian's python, which imgtool.sh runs
 	/*) [ -e "$1" ] ;;
 	*) command -v "$1" >/dev/null 2>&1 ;;
 	esac
@@ -62,7 +107,10 @@ while read -r name pkg probe why; do
 	[ -n "$name" ] || continue
 	selected "$name" || continue
 	if present "$probe"; then
-		say "$name: found ($(command -v "$probe" 2>/dev/null || echo "$probe"))"
+		case $probe in
+		py:*) say "$name: found (python3 module ${probe#py:})" ;;
+		*) say "$name: found ($(command -v "$probe" 2>/dev/null || echo "$probe"))" ;;
+		esac
 	else
 		missing+=("$pkg")
 	fi
@@ -155,7 +203,43 @@ build_tool() { # NAME MODULE VERSION PKG
 	say "$name $ver: built in $(secs "$t0") ($out)"
 }
 
+# imgtool: see the header. The tests look in the same places
+# (internal/testutil/imgtooltest).
+IMGTOOL_VERSION=2.4.0
+imgtool_tool() {
+	local dir=$TOOLS_DIR/imgtool-$IMGTOOL_VERSION shared t0 log
+	shared=$(cd .. && pwd)/shared/tools/imgtool.sh
+	if [ -n "${UPKIT_IMGTOOL:-}" ] && [ -x "$UPKIT_IMGTOOL" ]; then
+		say "imgtool: found (\$UPKIT_IMGTOOL=$UPKIT_IMGTOOL)"
+	elif [ -x "$dir/imgtool" ]; then
+		say "imgtool $IMGTOOL_VERSION: found ($dir/imgtool)"
+	elif [ -x "$shared" ]; then
+		say "imgtool: found ($shared)"
+	elif [ "$check_only" = 1 ]; then
+		say "imgtool: missing (install: scripts/test-deps.sh imgtool)"
+		return 1
+	else
+		say "imgtool $IMGTOOL_VERSION: installing from PyPI into $dir, once"
+		t0=$(date +%s)
+		log=$(mktemp)
+		if ! { /usr/bin/python3 -m venv --system-site-packages "$dir/venv" &&
+			"$dir/venv/bin/pip" install -q "imgtool==$IMGTOOL_VERSION"; } >"$log" 2>&1; then
+			tail -n 5 "$log" >&2
+			rm -rf "$dir" "$log"
+			say "imgtool: could not install imgtool==$IMGTOOL_VERSION from PyPI (output above; it needs python3-venv)."
+			say "  Point UPKIT_IMGTOOL at an imgtool (MCUboot's scripts/imgtool.py, or imgtool.sh of ../shared/tools)."
+			return 1
+		fi
+		rm -f "$log"
+		printf '#!/bin/sh\nexec "%s" "$@"\n' "$dir/venv/bin/imgtool" >"$dir/imgtool"
+		chmod +x "$dir/imgtool"
+		say "imgtool $IMGTOOL_VERSION: installed in $(secs "$t0") ($dir/imgtool)"
+	fi
+}
+
 fail=0
+[ "$e2e" = 1 ] && exit 0 # the scenarios build no Go tool
+if selected imgtool; then imgtool_tool || fail=1; fi
 while read -r name mod ver pkg _; do
 	case $name in '' | '#'*) continue ;; esac
 	selected "$name" || continue

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/upkit/upkit/spec"
 )
 
 // Environment variables read by PKCS11OptionsFromEnv.
@@ -363,7 +365,7 @@ func (u *PKCS11URI) pin(opts PKCS11Options) (string, error) {
 	} else if strings.Contains(path, "://") {
 		return "", fmt.Errorf("%w: pin-source %q: only file: sources are supported", ErrPKCS11PIN, u.PINSource)
 	}
-	f, err := os.Open(path)
+	f, err := spec.OpenRegular(path)
 	if err != nil {
 		return "", fmt.Errorf("%w: reading pin-source: %v", ErrPKCS11PIN, err)
 	}

@@ -267,11 +267,28 @@ func Load(ctx context.Context, ref string, pf PassFunc) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading key %s: %w", ref, err)
 	}
-	priv, err := DecodePrivateKey(data, pf)
-	if err != nil {
-		return nil, fmt.Errorf("loading key %s: %w", ref, err)
+	// Decryption (scrypt) takes a second or two and cannot be stopped: a
+	// cancelled ctx returns at once and leaves it to finish in the
+	// background.
+	type decoded struct {
+		priv crypto.PrivateKey
+		err  error
 	}
-	return FromPrivateKey(priv)
+	done := make(chan decoded, 1)
+	go func() {
+		priv, err := DecodePrivateKey(data, pf)
+		done <- decoded{priv, err}
+	}()
+	var d decoded
+	select {
+	case d = <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("loading key %s: %w", ref, d.err)
+	}
+	return FromPrivateKey(d.priv)
 }
 
 // KMSProviders lists the KMS URI schemes linked into this build.

@@ -19,7 +19,9 @@
 //   - CheckJSON, DecodeJSON: the strict JSON reader (duplicate keys,
 //     unknown and missing members, nulls, negative numbers, trailing data,
 //     depth and size limits).
-//   - ReadFile: the bounded reader of small files.
+//   - OpenRegular, ReadFile: the opener of every named input file
+//     (regular files only, never blocking on a FIFO) and the bounded
+//     reader of small files.
 //
 // The package imports only the standard library, so device firmware links
 // it; a test enforces it.

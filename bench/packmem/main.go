@@ -9,13 +9,13 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"os"
 
 	"github.com/upkit/upkit/imagepkg"
 	"github.com/upkit/upkit/internal/testutil/testkeys"
+	"github.com/upkit/upkit/spec"
 )
 
 func main() {
@@ -34,5 +34,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, "packmem:", err)
 		os.Exit(1)
 	}
-	fmt.Println("sha256:" + hex.EncodeToString(h.Sum(nil)))
+	fmt.Println(spec.HashDigest(h))
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/upkit/upkit/device"
+	"github.com/upkit/upkit/internal/cliutil"
 	"github.com/upkit/upkit/internal/devicedir"
 	"github.com/upkit/upkit/manifest"
 	"github.com/upkit/upkit/oci"
@@ -101,6 +102,7 @@ Example:
 			&cli.StringSliceFlag{Name: "root-chain", Usage: "newer trust root `ROOT.json` to rotate to first, in version order (repeatable)"},
 			&cli.StringFlag{Name: "release", Usage: "release envelope `FILE` for a local directory (default DIR/release.json)"},
 			&cli.BoolFlag{Name: "plain-http", Usage: "allow plain HTTP to a registry that is not on loopback"},
+			cliutil.TimeoutFlag(),
 			&cli.BoolFlag{Name: "full", Usage: "fetch full packages even where a delta applies (e.g. after a delta base mismatch)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
 		},
@@ -212,7 +214,7 @@ func deviceUpdate(c *cli.Context) error {
 		}
 		chain = append(chain, b)
 	}
-	opts := &oci.Options{PlainHTTP: c.Bool("plain-http")}
+	opts := &oci.Options{PlainHTTP: c.Bool("plain-http"), Timeout: cliutil.Timeout(c)}
 	src, err := devicedir.OpenSource(c.Context, c.Args().First(), c.String("release"), opts)
 	if err != nil {
 		return err
@@ -257,6 +259,8 @@ func deviceInstall(c *cli.Context, d *device.Device, src device.Source, plan *de
 	if err != nil {
 		if errors.Is(err, device.ErrBaseMismatch) {
 			err = fmt.Errorf("%w (the committed slot differs from the recorded image; --full fetches full packages)", err)
+		} else if errors.Is(err, device.ErrTooLarge) {
+			err = fmt.Errorf("%w (--full fetches full packages instead of deltas)", err)
 		}
 		return verifyError(fmt.Errorf("update failed: %w", err))
 	}

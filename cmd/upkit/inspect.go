@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -92,7 +91,7 @@ func inspectAction(c *cli.Context) error {
 
 // readHead returns the first n bytes of a file (fewer if it is shorter).
 func readHead(path string, n int) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := spec.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 // registryOptions builds oci.Options from the shared registry flags; pp
 // (may be nil) receives push progress.
 func registryOptions(c *cli.Context, pp *cliutil.Progress) *oci.Options {
-	o := &oci.Options{PlainHTTP: c.Bool("plain-http"), Retries: c.Int("retries"), Jobs: c.Int("jobs")}
+	o := &oci.Options{PlainHTTP: c.Bool("plain-http"), Retries: c.Int("retries"), Jobs: c.Int("jobs"), Timeout: cliutil.Timeout(c)}
 	if o.Retries == 0 {
 		o.Retries = -1 // --retries 0 means none
 	}

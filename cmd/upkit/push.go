@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/upkit/upkit/internal/cliutil"
 	"github.com/upkit/upkit/manifest"
 	"github.com/upkit/upkit/oci"
 	"github.com/upkit/upkit/spec"
@@ -20,6 +21,7 @@ func ociRegistryFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "plain-http", Usage: "allow plain HTTP to a registry that is not on loopback (loopback may always use it)"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output (it is also off when stderr is not a terminal)"},
 		&cli.IntFlag{Name: "retries", Value: 3, Usage: "retry a failed request or interrupted download `N` times, with backoff"},
+		cliutil.TimeoutFlag(),
 	}
 }
 

@@ -2,6 +2,7 @@
 // apart so that cmd/upkit holds only its commands: the Markdown reference
 // and the shell completion scripts rendered from the command tree (their
 // output depends only on the tree, so CI regenerates and compares it),
-// flags accepted after positional arguments (FlagsFirst), the progress line
-// drawn on a terminal, and the version string of the build.
+// flags accepted after positional arguments (FlagsFirst), the flags shared
+// by registry commands (TimeoutFlag), the progress line drawn on a
+// terminal, and the version string of the build.
 package cliutil

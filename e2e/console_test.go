@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseMarker(t *testing.T) {
+	tests := []struct {
+		line string
+		want Marker
+		ok   bool
+	}{
+		{"UPKIT-E2E boot release=1.0.0 slot=A root=/dev/nvme0n1p2 tpm=yes stick=no uptime=3.96",
+			Marker{Event: "boot", Text: "release=1.0.0 slot=A root=/dev/nvme0n1p2 tpm=yes stick=no uptime=3.96",
+				Fields: map[string]string{"release": "1.0.0", "slot": "A", "root": "/dev/nvme0n1p2", "tpm": "yes", "stick": "no", "uptime": "3.96"}}, true},
+		// GRUB clears the screen on the same line, OVMF sets modes.
+		{"\x1b[0m\x1b[37m\x1b[40m\x1b[H\x1b[J\x1b[1;1HUPKIT-E2E grub-start env=(hd0,gpt1)/EFI/BOOT/grubenv\r",
+			Marker{Event: "grub-start", Text: "env=(hd0,gpt1)/EFI/BOOT/grubenv",
+				Fields: map[string]string{"env": "(hd0,gpt1)/EFI/BOOT/grubenv"}}, true},
+		{`UPKIT-E2E grub-chose slot=B order="B A" a_ok=1`,
+			Marker{Event: "grub-chose", Text: `slot=B order="B A" a_ok=1`,
+				Fields: map[string]string{"slot": "B", "order": "B A", "a_ok": "1"}}, true},
+		{"UPKIT-E2E out id=7 | a=b | c",
+			Marker{Event: "out", Text: "a=b | c", Fields: map[string]string{"id": "7"}}, true},
+		{"UPKIT-E2E out id=7 |", Marker{Event: "out", Text: "", Fields: map[string]string{"id": "7"}}, true},
+		{"UPKIT-E2E ready", Marker{Event: "ready", Fields: map[string]string{}}, true},
+		{"UPKIT-E2E done id=1 rc=0 rc=2", Marker{Event: "done", Text: "id=1 rc=0 rc=2", Fields: map[string]string{"id": "1", "rc": "0"}}, true},
+		{"[    2.89] ima: Can not allocate sha384", Marker{}, false},
+		{"UPKIT-E2E ", Marker{}, false},
+		{"UPKIT-E2E slot=A", Marker{}, false},
+		{"upkit-e2e boot", Marker{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := ParseMarker(tt.line)
+		if ok != tt.ok || ok && !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParseMarker(%q) = %#v, %v; want %#v, %v", tt.line, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestCleanLine(t *testing.T) {
+	got := CleanLine("\x1b[2J\x1b[01;01H\x1b[=3h\x1b[2J\x1b[01;01HBdsDxe: loading Boot0001\r\x00\x07")
+	if want := "BdsDxe: loading Boot0001"; got != want {
+		t.Errorf("CleanLine = %q, want %q", got, want)
+	}
+	long := strings.Repeat("x", MaxLine+10)
+	if got := CleanLine(long); len(got) != MaxLine {
+		t.Errorf("CleanLine of %d bytes kept %d, want %d", len(long), len(got), MaxLine)
+	}
+}
+
+func TestPhase(t *testing.T) {
+	mk := func(event string) Line { return Line{Marker: &Marker{Event: event}} }
+	tests := []struct {
+		lines []Line
+		want  string
+	}{
+		{nil, "firmware"},
+		{[]Line{{Text: "BdsDxe: loading Boot0001"}}, "firmware"},
+		{[]Line{mk("grub-start")}, "grub"},
+		{[]Line{mk("uboot-start"), {Text: "upkit: slot A, 3 attempts left"}}, "uboot"},
+		{[]Line{mk("grub-start"), mk("grub-chose")}, "grub"},
+		{[]Line{mk("grub-start"), mk("grub-chose"), {Text: "  Booting `Slot B (OK=1 TRY=1)'"}, {Text: "[ 0.1] Linux"}}, "kernel"},
+		{[]Line{mk("uboot-chose"), {Text: "Starting kernel ..."}}, "kernel"},
+		{[]Line{mk("grub-chose"), mk("init")}, "init"},
+		{[]Line{mk("boot"), mk("ready")}, "running"},
+		{[]Line{mk("ready"), mk("rebooting")}, "firmware"},
+		{[]Line{mk("ready"), mk("powering-off")}, "off"},
+	}
+	for _, tt := range tests {
+		if got := phaseOf(tt.lines); got != tt.want {
+			t.Errorf("phaseOf(%v) = %q, want %q", tt.lines, got, tt.want)
+		}
+	}
+}
+
+func TestBootTimings(t *testing.T) {
+	b := Boot{Loader: "grub", Begin: 2 * time.Second, LoaderAt: 7 * time.Second, ChoseAt: 7500 * time.Millisecond,
+		KernelAt: 10 * time.Second, InitAt: 15 * time.Second, ReadyAt: 15500 * time.Millisecond}
+	if got, want := b.Timings(), "13.5 s: firmware 5.0, grub 3.0, kernel 5.0, init 0.5"; got != want {
+		t.Errorf("Timings = %q, want %q", got, want)
+	}
+	b.KernelAt = 0 // no "Booting" line seen: the bootloader's time ends at its choice
+	if got, want := b.Timings(), "13.5 s: firmware 5.0, grub 0.5, kernel 7.5, init 0.5"; got != want {
+		t.Errorf("Timings = %q, want %q", got, want)
+	}
+}
+
+func FuzzParseMarker(f *testing.F) {
+	for _, s := range []string{
+		"UPKIT-E2E boot release=1.0.0 slot=A tpm=yes",
+		`UPKIT-E2E grub-chose slot=B order="B A"`,
+		"\x1b[H\x1b[JUPKIT-E2E out id=3 | x=y",
+		"UPKIT-E2E done id=1 rc=0",
+		"UPKIT-E2E \"=\" ==",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		m, ok := ParseMarker(line)
+		if !ok {
+			return
+		}
+		if m.Event == "" || strings.ContainsAny(m.Event, " =\t") {
+			t.Fatalf("event %q from %q", m.Event, line)
+		}
+		clean := CleanLine(line)
+		after := clean[strings.Index(clean, MarkerPrefix)+len(MarkerPrefix):]
+		if strings.Fields(after)[0] != m.Event {
+			t.Fatalf("event %q is not the word after the prefix in %q", m.Event, line)
+		}
+		for k := range m.Fields {
+			if k == "" || strings.ContainsAny(k, " \t") {
+				t.Fatalf("field name %q from %q", k, line)
+			}
+		}
+		if len(m.Text) > MaxLine {
+			t.Fatalf("text of %d bytes", len(m.Text))
+		}
+	})
+}
