@@ -9,7 +9,11 @@ import (
 // BuildForTest signs arbitrary metadata and appends arbitrary stored
 // payload bytes, so that tests can make packages whose metadata lies.
 func BuildForTest(ctx context.Context, m *Metadata, stored []byte, s spec.Signer) ([]byte, error) {
-	head, err := signHeader(ctx, m, s)
+	reserved, err := reserveHeader(m, s)
+	if err != nil {
+		return nil, err
+	}
+	head, err := signHeader(ctx, m, s, reserved)
 	if err != nil {
 		return nil, err
 	}

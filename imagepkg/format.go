@@ -11,16 +11,30 @@ import (
 // and truncation to 7 bits are detected at once.
 const Magic = "\x89UPK\r\n\x1a\n"
 
-// FormatVersion is the format version this package writes and reads.
-const FormatVersion = 1
+// FormatVersion is the format version Pack writes. Readers accept it and
+// FormatVersion1.
+//
+// Version 2 adds a payload offset to the fixed header and zero padding
+// between the signature block and the payload, so that a writer can reserve
+// the header, write the payload in place while hashing it, and write the
+// header last: no spool file, no second copy of the payload.
+const FormatVersion = 2
+
+// FormatVersion1 is the first format version, still read: its payload
+// follows the signature block directly.
+const FormatVersion1 = 1
 
 // SchemaVersion is the metadata schemaVersion this package writes and reads.
 const SchemaVersion = 1
 
-// SignatureContext is prepended to the signed bytes (domain separation: a
-// package signature can never be mistaken for a signature over another
-// upkit document, and the reverse).
-const SignatureContext = "upkit-package-v1\x00"
+// SignatureContext is prepended to the signed bytes of a version 2 package
+// (domain separation: a package signature can never be mistaken for a
+// signature over another upkit document or another format version, and the
+// reverse).
+const SignatureContext = "upkit-package-v2\x00"
+
+// SignatureContextV1 is SignatureContext for format version 1.
+const SignatureContextV1 = "upkit-package-v1\x00"
 
 // Limits. Every length read from a package is checked against one of these
 // before anything is allocated for it.
@@ -31,8 +45,11 @@ const (
 	// length S (key ID + algorithm + signature of at least 2 bytes).
 	MinSignatureBlock = keyIDSize + 1 + 2
 	MaxSignatureBlock = 512
+	// MaxHeaderPadding bounds the zero bytes between the signature block
+	// and the payload (version 2).
+	MaxHeaderPadding = 1024
 	// MaxHeaderSize bounds every byte before the payload.
-	MaxHeaderSize = fixedHeaderSize + MaxMetadataSize + 2 + MaxSignatureBlock
+	MaxHeaderSize = fixedHeaderSize + MaxMetadataSize + 2 + MaxSignatureBlock + MaxHeaderPadding
 	// MaxHardware bounds the number of entries in metadata.hardware.
 	MaxHardware = spec.MaxHardware
 	// MaxStringSize bounds the length of metadata.version (names have
@@ -46,10 +63,11 @@ const (
 )
 
 const (
-	fixedHeaderSize = 16
-	keyIDSize       = 32
-	algECDSAP256    = 1
-	algEd25519      = 2
+	fixedHeaderSizeV1 = 16 // magic, version, flags, metadata length
+	fixedHeaderSize   = 20 // version 2: and the payload offset
+	keyIDSize         = 32
+	algECDSAP256      = 1
+	algEd25519        = 2
 )
 
 // Errors. Every error returned for a malformed or untrusted package wraps
@@ -59,9 +77,9 @@ const (
 var (
 	// ErrRejected matches every refusal of a package: ErrMagic, ErrVersion,
 	// ErrUnsupported, ErrMetadata, ErrMetadataTooLarge, ErrSignatureBlock,
-	// ErrUnknownKey, ErrSignature, ErrTruncated, ErrPayloadDigest,
-	// ErrPayloadSize, ErrTrailingData, ErrUnsafePath and ErrPathTooLong
-	// (tree.go). It is never returned alone.
+	// ErrPadding, ErrUnknownKey, ErrSignature, ErrTruncated,
+	// ErrPayloadDigest, ErrPayloadSize, ErrTrailingData, ErrUnsafePath and
+	// ErrPathTooLong (tree.go). It is never returned alone.
 	ErrRejected = errors.New("imagepkg: package rejected")
 
 	ErrMagic             = rejection("imagepkg: not an upkit image package (bad magic)")
@@ -70,6 +88,7 @@ var (
 	ErrMetadata          = rejection("imagepkg: invalid metadata")
 	ErrMetadataTooLarge  = rejection("imagepkg: metadata too large")
 	ErrSignatureBlock    = rejection("imagepkg: malformed signature block")
+	ErrPadding           = rejection("imagepkg: malformed header padding")
 	ErrUnknownKey        = rejection("imagepkg: signed by an unknown key")
 	ErrSignature         = rejection("imagepkg: signature does not verify")
 	ErrTruncated         = rejection("imagepkg: truncated package")

@@ -17,7 +17,7 @@ var sentinels = []error{
 	imagepkg.ErrMagic, imagepkg.ErrVersion, imagepkg.ErrUnsupported, imagepkg.ErrMetadata,
 	imagepkg.ErrMetadataTooLarge, imagepkg.ErrSignatureBlock, imagepkg.ErrUnknownKey,
 	imagepkg.ErrSignature, imagepkg.ErrTruncated, imagepkg.ErrPayloadDigest,
-	imagepkg.ErrPayloadSize, imagepkg.ErrTrailingData,
+	imagepkg.ErrPayloadSize, imagepkg.ErrTrailingData, imagepkg.ErrPadding,
 }
 
 func hasSentinel(err error) bool {
@@ -33,7 +33,7 @@ func hasSentinel(err error) bool {
 // reader: no panic, every error wraps a sentinel, and the payload reader
 // never yields more than the declared size.
 func FuzzOpen(f *testing.F) {
-	golden, err := os.ReadFile(filepath.Join("testdata", "golden.upk"))
+	golden, err := os.ReadFile(filepath.Join("testdata", "golden-v2.upk"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -42,6 +42,11 @@ func FuzzOpen(f *testing.F) {
 	f.Add(golden[:len(golden)-1])
 	f.Add(append(bytes.Clone(golden), 0))
 	f.Add([]byte(imagepkg.Magic))
+	v1, err := os.ReadFile(filepath.Join("testdata", "golden-v1.upk"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(v1)
 	f.Add(pack(f, []byte("uncompressed payload"), testOptions("none"), testkeys.Ed25519(1)))
 	key := testkeys.Ed25519(1).Public()
 	f.Fuzz(func(t *testing.T, data []byte) {

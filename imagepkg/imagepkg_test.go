@@ -20,7 +20,7 @@ import (
 	"github.com/upkit/upkit/spec"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/golden.upk")
+var update = flag.Bool("update", false, "rewrite testdata/golden-v2.upk")
 
 func digestOf(b []byte) string {
 	s := sha256.Sum256(b)
@@ -126,7 +126,7 @@ func TestReproducible(t *testing.T) {
 	}
 }
 
-// goldenPayload is the payload of testdata/golden.upk.
+// goldenPayload is the payload of testdata/golden-v2.upk and golden-v1.upk.
 func goldenPayload() []byte {
 	return bytes.Repeat([]byte("upkit golden payload: TEST-ONLY, signed with testkeys.Ed25519(1)\n"), 40)
 }
@@ -140,10 +140,10 @@ func goldenPackage(t testing.TB) []byte {
 
 // TestGolden pins the format byte for byte: any change to the layout,
 // metadata encoding, signature or zstd encoder shows up as a diff of
-// testdata/golden.upk (regenerate with go test ./imagepkg -run TestGolden -update).
+// testdata/golden-v2.upk (regenerate with go test ./imagepkg -run TestGolden -update).
 func TestGolden(t *testing.T) {
 	got := goldenPackage(t)
-	path := filepath.Join("testdata", "golden.upk")
+	path := filepath.Join("testdata", "golden-v2.upk")
 	if *update {
 		if err := os.WriteFile(path, got, 0o644); err != nil {
 			t.Fatal(err)
@@ -154,7 +154,7 @@ func TestGolden(t *testing.T) {
 		t.Fatalf("%v (run with -update to create it)", err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("packing the golden input gives %s (%d bytes), testdata/golden.upk is %s (%d bytes): the format changed; if intended, rerun with -update and document it in docs/FORMAT.md",
+		t.Fatalf("packing the golden input gives %s (%d bytes), testdata/golden-v2.upk is %s (%d bytes): the format changed; if intended, rerun with -update and document it in docs/FORMAT.md",
 			digestOf(got), len(got), digestOf(want), len(want))
 	}
 	p, err := imagepkg.Verify(context.Background(), bytes.NewReader(want), testkeys.Ed25519(1).Public())
@@ -163,26 +163,81 @@ func TestGolden(t *testing.T) {
 	}
 	// The documented layout, checked independently of the parser.
 	m := binary.BigEndian.Uint32(want[12:16])
-	s := binary.BigEndian.Uint16(want[16+m:])
+	off := binary.BigEndian.Uint32(want[16:20])
+	s := binary.BigEndian.Uint16(want[20+m:])
+	sigEnd := 22 + m + uint32(s)
+	// The writer reserves room for 19-digit payload sizes: 2600 and the
+	// stored size have 4 and 2 or 3 digits, so 30 to 32 bytes of padding.
+	metaLimit := `{"schemaVersion":1,"component":"golden-app","type":"app","version":"1.2.3-rc.1+build.5","securityVersion":7,"hardware":["rpi4","imx8mm-evk"],"created":"2026-01-02T03:04:05Z","payload":{"kind":"file","compression":"zstd","size":2600,"sha256":"sha256:`
 	checks := []struct {
 		what string
 		ok   bool
 	}{
 		{"magic", string(want[:8]) == "\x89UPK\r\n\x1a\n"},
-		{"version", binary.BigEndian.Uint16(want[8:]) == 1},
+		{"version", binary.BigEndian.Uint16(want[8:]) == 2},
 		{"flags", binary.BigEndian.Uint16(want[10:]) == 0},
-		{"metadata", bytes.Equal(want[16:16+m], p.MetadataBytes)},
-		{"metadata is canonical JSON", strings.HasPrefix(string(want[16:16+m]), `{"schemaVersion":1,"component":"golden-app","type":"app","version":"1.2.3-rc.1+build.5","securityVersion":7,"hardware":["rpi4","imx8mm-evk"],"created":"2026-01-02T03:04:05Z","payload":{"kind":"file","compression":"zstd","size":2600,"sha256":"sha256:`)},
+		{"payload offset", int64(off) == p.HeaderSize && off > sigEnd && off-sigEnd <= 40},
+		{"metadata", bytes.Equal(want[20:20+m], p.MetadataBytes)},
+		{"metadata is canonical JSON", strings.HasPrefix(string(want[20:20+m]), metaLimit)},
 		{"sig length", s == 32+1+64},
-		{"key id", hex.EncodeToString(want[18+m:50+m]) == testkeys.Ed25519(1).KeyID()},
-		{"algorithm", want[50+m] == 2},
-		{"zstd magic at payload start", bytes.Equal(want[18+int(m)+int(s):][:4], []byte{0x28, 0xb5, 0x2f, 0xfd})},
-		{"signed message", string(p.SignedMessage()) == "upkit-package-v1\x00"+string(want[:16+m])},
+		{"key id", hex.EncodeToString(want[22+m:54+m]) == testkeys.Ed25519(1).KeyID()},
+		{"algorithm", want[54+m] == 2},
+		{"padding is zero", bytes.Count(want[sigEnd:off], []byte{0}) == int(off-sigEnd)},
+		{"zstd magic at payload start", bytes.Equal(want[off:][:4], []byte{0x28, 0xb5, 0x2f, 0xfd})},
+		{"signed message", string(p.SignedMessage()) == "upkit-package-v2\x00"+string(want[:20+m])},
 	}
 	for _, c := range checks {
 		if !c.ok {
 			t.Errorf("golden layout: %s", c.what)
 		}
+	}
+}
+
+// TestGoldenV1 keeps format version 1 readable: testdata/golden-v1.upk was
+// written by the version 1 writer (upkit before format version 2) from the
+// same input as golden-v2.upk, and must verify, with the version 1 layout.
+func TestGoldenV1(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join("testdata", "golden-v1.upk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != 536 || digestOf(want) != "sha256:08a8ce123276ddfbcba0e49b45d99d9fc18215849749a28f04ae3a2a94590c87" {
+		t.Fatalf("testdata/golden-v1.upk changed (%d bytes, %s): it is a fixed sample of version 1", len(want), digestOf(want))
+	}
+	p, err := imagepkg.Open(bytes.NewReader(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.VerifySignature(testkeys.Ed25519(1).Public()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(p.Payload())
+	if err != nil || !bytes.Equal(got, goldenPayload()) {
+		t.Fatalf("payload: %v", err)
+	}
+	m := binary.BigEndian.Uint32(want[12:16])
+	s := binary.BigEndian.Uint16(want[16+m:])
+	if p.FormatVersion != 1 || p.HeaderSize != int64(18+m+uint32(s)) ||
+		string(p.SignedMessage()) != "upkit-package-v1\x00"+string(want[:16+m]) {
+		t.Fatalf("version %d, header %d, signed message %q", p.FormatVersion, p.HeaderSize, p.SignedMessage())
+	}
+	// Every byte matters in version 1 too.
+	for i := range want {
+		bad := bytes.Clone(want)
+		bad[i] ^= 0x01
+		if _, err := imagepkg.Verify(context.Background(), bytes.NewReader(bad), testkeys.Ed25519(1).Public()); err == nil {
+			t.Fatalf("byte %d flipped: accepted", i)
+		}
+	}
+	// A version 1 signature does not verify as version 2 (and the reverse):
+	// the signed message starts with the version's own context.
+	v2 := goldenPackage(t)
+	p2, err := imagepkg.Open(bytes.NewReader(v2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(p2.Signature, p.Signature) {
+		t.Fatal("versions 1 and 2 sign the same message")
 	}
 }
 
@@ -200,26 +255,32 @@ func TestTamper(t *testing.T) {
 	cases := []tamperCase{
 		{"magic", func(b []byte, _ *imagepkg.Reader) int { return 1 }, 0x01, imagepkg.ErrMagic},
 		{"magic/last", func(b []byte, _ *imagepkg.Reader) int { return 7 }, 0x20, imagepkg.ErrMagic},
-		{"version", func(b []byte, _ *imagepkg.Reader) int { return 9 }, 0x02, imagepkg.ErrVersion},
+		{"version", func(b []byte, _ *imagepkg.Reader) int { return 9 }, 0x04, imagepkg.ErrVersion},
+		{"version/1", func(b []byte, _ *imagepkg.Reader) int { return 9 }, 0x03, imagepkg.ErrMetadata},
 		{"version/high", func(b []byte, _ *imagepkg.Reader) int { return 8 }, 0x01, imagepkg.ErrVersion},
 		{"flags", func(b []byte, _ *imagepkg.Reader) int { return 11 }, 0x01, imagepkg.ErrUnsupported},
 		{"flags/high", func(b []byte, _ *imagepkg.Reader) int { return 10 }, 0x80, imagepkg.ErrUnsupported},
 		{"metadata length/huge", func(b []byte, _ *imagepkg.Reader) int { return 12 }, 0x01, imagepkg.ErrMetadataTooLarge},
 		{"metadata length/shorter", func(b []byte, _ *imagepkg.Reader) int { return 15 }, 0x01, imagepkg.ErrMetadata},
-		{"metadata/brace", func(b []byte, _ *imagepkg.Reader) int { return 16 }, 0x01, imagepkg.ErrMetadata},
+		{"payload offset/huge", func(b []byte, _ *imagepkg.Reader) int { return 16 }, 0x01, imagepkg.ErrPadding},
+		{"payload offset/into payload", func(b []byte, _ *imagepkg.Reader) int { return 18 }, 0x01, imagepkg.ErrPadding},
+		{"metadata/brace", func(b []byte, _ *imagepkg.Reader) int { return 20 }, 0x01, imagepkg.ErrMetadata},
 		{"metadata/security version", func(b []byte, _ *imagepkg.Reader) int {
-			return 16 + bytes.Index(b[16:], []byte(`"securityVersion":7`)) + len(`"securityVersion":`)
+			return 20 + bytes.Index(b[20:], []byte(`"securityVersion":7`)) + len(`"securityVersion":`)
 		}, 0x01, imagepkg.ErrSignature},
 		{"metadata/sha256", func(b []byte, _ *imagepkg.Reader) int {
-			return 16 + bytes.Index(b[16:], []byte(`"sha256:`)) + 10
+			return 20 + bytes.Index(b[20:], []byte(`"sha256:`)) + 10
 		}, 0x01, imagepkg.ErrSignature},
-		{"sig length/high", func(b []byte, _ *imagepkg.Reader) int { return 16 + metaLen(b) }, 0x01, imagepkg.ErrSignatureBlock},
-		{"sig length/low", func(b []byte, _ *imagepkg.Reader) int { return 17 + metaLen(b) }, 0x01, imagepkg.ErrSignatureBlock},
-		{"key id", func(b []byte, _ *imagepkg.Reader) int { return 18 + metaLen(b) + 5 }, 0x10, imagepkg.ErrUnknownKey},
-		{"algorithm/unknown", func(b []byte, _ *imagepkg.Reader) int { return 50 + metaLen(b) }, 0x04, imagepkg.ErrSignatureBlock},
-		{"algorithm/ecdsa", func(b []byte, _ *imagepkg.Reader) int { return 50 + metaLen(b) }, 0x03, imagepkg.ErrSignatureBlock},
-		{"signature/first", func(b []byte, _ *imagepkg.Reader) int { return 51 + metaLen(b) }, 0x01, imagepkg.ErrSignature},
-		{"signature/last", func(b []byte, p *imagepkg.Reader) int { return int(p.HeaderSize) - 1 }, 0x80, imagepkg.ErrSignature},
+		{"sig length/high", func(b []byte, _ *imagepkg.Reader) int { return 20 + metaLen(b) }, 0x01, imagepkg.ErrSignatureBlock},
+		{"sig length/longer", func(b []byte, _ *imagepkg.Reader) int { return 21 + metaLen(b) }, 0x01, imagepkg.ErrSignatureBlock},
+		{"sig length/shorter", func(b []byte, _ *imagepkg.Reader) int { return 21 + metaLen(b) }, 0x02, imagepkg.ErrSignatureBlock},
+		{"key id", func(b []byte, _ *imagepkg.Reader) int { return 22 + metaLen(b) + 5 }, 0x10, imagepkg.ErrUnknownKey},
+		{"algorithm/unknown", func(b []byte, _ *imagepkg.Reader) int { return 54 + metaLen(b) }, 0x04, imagepkg.ErrSignatureBlock},
+		{"algorithm/ecdsa", func(b []byte, _ *imagepkg.Reader) int { return 54 + metaLen(b) }, 0x03, imagepkg.ErrSignatureBlock},
+		{"signature/first", func(b []byte, _ *imagepkg.Reader) int { return 55 + metaLen(b) }, 0x01, imagepkg.ErrSignature},
+		{"signature/last", func(b []byte, _ *imagepkg.Reader) int { return 55 + metaLen(b) + 63 }, 0x80, imagepkg.ErrSignature},
+		{"padding/first", func(b []byte, _ *imagepkg.Reader) int { return 55 + metaLen(b) + 64 }, 0x01, imagepkg.ErrPadding},
+		{"padding/last", func(b []byte, p *imagepkg.Reader) int { return int(p.HeaderSize) - 1 }, 0x80, imagepkg.ErrPadding},
 		{"payload/start", func(b []byte, p *imagepkg.Reader) int { return int(p.HeaderSize) }, 0x01, imagepkg.ErrPayloadDigest},
 		{"payload/middle", func(b []byte, p *imagepkg.Reader) int { return (int(p.HeaderSize) + len(b)) / 2 }, 0x01, imagepkg.ErrPayloadDigest},
 		{"payload/end", func(b []byte, p *imagepkg.Reader) int { return len(b) - 1 }, 0x01, imagepkg.ErrPayloadDigest},
@@ -242,6 +303,24 @@ func TestTamper(t *testing.T) {
 					t.Fatalf("reading with Read: got %v, want %v", err, c.want)
 				}
 			})
+		}
+	}
+}
+
+// TestPayloadOffsetSigned: the payload offset is signed, and the padding
+// before it must be zero, so moving the payload either way is refused.
+func TestPayloadOffsetSigned(t *testing.T) {
+	s := testkeys.Ed25519(1)
+	good := pack(t, bytes.Repeat([]byte{0xa5}, 4096), testOptions(imagepkg.CompressionNone), s)
+	off := binary.BigEndian.Uint32(good[16:])
+	for _, c := range []struct {
+		delta int
+		want  error
+	}{{-1, imagepkg.ErrSignature}, {+1, imagepkg.ErrPadding}, {-1000, imagepkg.ErrPadding}, {+2000, imagepkg.ErrPadding}} {
+		bad := bytes.Clone(good)
+		binary.BigEndian.PutUint32(bad[16:], uint32(int(off)+c.delta))
+		if _, err := imagepkg.Verify(context.Background(), bytes.NewReader(bad), s.Public()); !errors.Is(err, c.want) {
+			t.Errorf("payload offset %+d: got %v, want %v", c.delta, err, c.want)
 		}
 	}
 }

@@ -131,7 +131,7 @@ func FuzzMetadata(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"payload":{"payload":{}}}`))
-	if g, err := os.ReadFile(filepath.Join("testdata", "golden.upk")); err == nil && len(g) > 16 {
+	if g, err := os.ReadFile(filepath.Join("testdata", "golden-v2.upk")); err == nil && len(g) > 16 {
 		if p, err := imagepkg.Open(bytes.NewReader(g)); err == nil {
 			f.Add(p.MetadataBytes)
 		}

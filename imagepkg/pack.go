@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
-	"runtime"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/upkit/upkit/spec"
 )
@@ -40,12 +38,13 @@ type PackOptions struct {
 	// when the reader yields a tar archive. PackPath sets it itself.
 	Kind string
 	// Concurrency is the number of zstd encoder goroutines (0 means
-	// GOMAXPROCS). The output does not depend on it: the encoder always
-	// runs in its concurrent-blocks mode (fixed 8 MiB jobs with a fixed
-	// overlap), with at least 2 goroutines.
+	// GOMAXPROCS, at most 4). The output does not depend on it: the
+	// payload is compressed as independent frames of FrameSize bytes.
+	// Memory grows with it: (Concurrency+2) frames in flight, about 8 MiB
+	// each.
 	Concurrency int
-	// TempDir is where Pack spools the stored payload ("" means
-	// os.TempDir()). PackPath uses the output file's directory.
+	// TempDir is where Pack spools the package when out is not a file it
+	// can write in place ("" means os.TempDir()).
 	TempDir string
 	// Progress, when set, is called after every read of the payload with
 	// the number of payload bytes read so far (for progress displays).
@@ -56,27 +55,23 @@ type PackOptions struct {
 	Digest hash.Hash
 }
 
-// zstd encoder settings. Changing them changes packages' bytes: the golden
-// file test pins them.
-const (
-	encoderLevel  = zstd.SpeedDefault
-	encoderWindow = 2 << 20 // as zstd -3; concurrent-blocks jobs are 4 windows (8 MiB)
-)
-
 // Pack reads the whole payload from payload, and writes a signed package to
-// out. Because the metadata (payload size and digest, stored size) precedes
-// the payload, Pack first spools the stored (compressed or raw) payload to
-// an anonymous temporary file (created in opts.TempDir and unlinked at once)
-// while hashing it, then writes header, metadata, signature block and the
-// spooled payload to out. Memory use does not depend on the payload size; disk use is the
-// stored size once more.
+// out.
+//
+// The metadata (payload size and digest, stored size) precedes the payload,
+// so Pack reserves room for the header, streams the payload to its place
+// after it while hashing (and compressing) it in one pass, then signs and
+// writes the header in front. When out is a file it can seek in (an
+// *os.File on a regular file), the package is written there in place, from
+// out's current offset; otherwise Pack writes it to an anonymous temporary
+// file (created in opts.TempDir and unlinked at once) and copies it to out.
+// Memory use does not depend on the payload size.
 //
 // The output depends only on the payload bytes, opts (except Concurrency
 // and TempDir) and the signature: with an Ed25519 signer the same inputs
-// give the same bytes. Pack returns the metadata written. out receives
-// nothing unless the payload was read completely and signed; if writing to
-// out fails midway, out holds a partial package (PackPath writes to a
-// temporary file and renames it only on success).
+// give the same bytes. Pack returns the metadata written. On error, out
+// holds a partial package (PackPath writes to a temporary file and renames
+// it only on success).
 func Pack(ctx context.Context, out io.Writer, payload io.Reader, opts PackOptions, s spec.Signer) (*Metadata, error) {
 	meta, err := metadataFromOptions(opts)
 	if err != nil {
@@ -85,136 +80,105 @@ func Pack(ctx context.Context, out io.Writer, payload io.Reader, opts PackOption
 	if s == nil {
 		return nil, fmt.Errorf("%w: no signer", ErrInvalidOptions)
 	}
+	if f, ok := out.(*os.File); ok {
+		if base, err := f.Seek(0, io.SeekCurrent); err == nil {
+			if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+				end, err := packInPlace(ctx, f, base, payload, meta, opts, s)
+				if err != nil {
+					return nil, err
+				}
+				if opts.Digest != nil {
+					if err := hashRange(ctx, opts.Digest, f, base, end); err != nil {
+						return nil, err
+					}
+				}
+				return meta, nil
+			}
+		}
+	}
 	spool, err := os.CreateTemp(opts.TempDir, ".upkit-spool-*")
 	if err != nil {
-		return nil, fmt.Errorf("imagepkg: creating the payload spool file: %w", err)
+		return nil, fmt.Errorf("imagepkg: creating the package spool file: %w", err)
 	}
 	// Unlinked at once: nothing is left behind even if the process dies.
 	os.Remove(spool.Name())
 	defer spool.Close()
-	h := sha256.New()
-	src := &ctxReader{ctx: ctx, r: io.TeeReader(payload, h), progress: opts.Progress}
-	var size, stored int64
-	switch meta.Payload.Compression {
-	case CompressionZstd:
-		size, err = compress(spool, src, opts.Concurrency)
-	default:
-		// (hide ReadFrom, so that the 1 MiB buffer is used)
-		size, err = io.CopyBuffer(struct{ io.Writer }{spool}, src, make([]byte, ReadBufferSize))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("imagepkg: storing the payload: %w", err)
-	}
-	if stored, err = spool.Seek(0, io.SeekCurrent); err != nil {
-		return nil, fmt.Errorf("imagepkg: payload spool file: %w", err)
-	}
-	meta.Payload.Size = size
-	meta.Payload.StoredSize = stored
-	meta.Payload.SHA256 = spec.HashDigest(h).String()
-	header, err := signHeader(ctx, meta, s)
+	end, err := packInPlace(ctx, spool, 0, payload, meta, opts, s)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("imagepkg: payload spool file: %w", err)
-	}
-	if _, err := out.Write(header); err != nil {
-		return nil, fmt.Errorf("imagepkg: writing the package header: %w", err)
-	}
 	if opts.Digest != nil {
-		opts.Digest.Write(header)
+		out = io.MultiWriter(out, opts.Digest)
 	}
-	n, err := copyPayload(ctx, out, spool, stored, opts.Digest)
+	// (hide ReadFrom/WriteTo, so that the 1 MiB buffer is used)
+	n, err := io.CopyBuffer(struct{ io.Writer }{out}, &ctxReader{ctx: ctx, r: io.NewSectionReader(spool, 0, end)}, make([]byte, ReadBufferSize))
 	if err != nil {
-		return nil, fmt.Errorf("imagepkg: writing the payload: %w", err)
+		return nil, fmt.Errorf("imagepkg: writing the package: %w", err)
 	}
-	if n != stored {
-		return nil, fmt.Errorf("imagepkg: writing the payload: copied %d of %d bytes", n, stored)
+	if n != end {
+		return nil, fmt.Errorf("imagepkg: writing the package: copied %d of %d bytes", n, end)
 	}
 	return meta, nil
 }
 
-// copyPayload copies the spool (size bytes, positioned at 0) to dst and, if
-// digest is set, hashes it. Between two files the kernel copies
-// (copy_file_range) while another goroutine hashes, so that the copy and
-// the hash overlap.
-func copyPayload(ctx context.Context, dst io.Writer, src *os.File, size int64, digest hash.Hash) (int64, error) {
-	f, ok := dst.(*os.File)
-	if !ok {
-		if digest != nil {
-			dst = io.MultiWriter(dst, digest)
-		}
-		// (hide ReadFrom/WriteTo, so that the 1 MiB buffer is used)
-		return io.CopyBuffer(struct{ io.Writer }{dst}, &ctxReader{ctx: ctx, r: src}, make([]byte, ReadBufferSize))
+// packInPlace writes the package for meta (payload fields still to be
+// filled) into f at offset base: the payload first, at base + the reserved
+// header size, then the header. It returns the package's size.
+func packInPlace(ctx context.Context, f *os.File, base int64, payload io.Reader, meta *Metadata, opts PackOptions, s spec.Signer) (int64, error) {
+	reserved, err := reserveHeader(meta, s)
+	if err != nil {
+		return 0, err
 	}
-	var hashErr error
-	done := make(chan struct{})
-	if digest != nil {
-		go func() {
-			defer close(done)
-			_, hashErr = io.CopyBuffer(digest, &ctxReader{ctx: ctx, r: io.NewSectionReader(src, 0, size)}, make([]byte, ReadBufferSize))
-		}()
-	} else {
-		close(done)
+	if _, err := f.Seek(base+int64(reserved), io.SeekStart); err != nil {
+		return 0, fmt.Errorf("imagepkg: package file: %w", err)
 	}
-	// The kernel copies (copy_file_range) in steps, so that a cancelled
-	// ctx stops a large copy soon.
-	var n int64
-	var err error
-	for {
-		if err = ctx.Err(); err != nil {
-			break
-		}
-		var k int64
-		k, err = io.CopyN(f, src, kernelCopyStep)
-		n += k
-		if err == io.EOF {
-			err = nil
-			break
-		}
-		if err != nil {
-			break
-		}
+	h := sha256.New()
+	src := &ctxReader{ctx: ctx, r: payload, progress: opts.Progress}
+	cw := &countingWriter{w: f}
+	size, err := storePayload(cw, src, h, meta.Payload.Compression == CompressionZstd, opts.Concurrency)
+	stored := cw.n
+	if err != nil {
+		return 0, fmt.Errorf("imagepkg: storing the payload: %w", err)
 	}
-	<-done
-	if err == nil && hashErr != nil {
-		err = fmt.Errorf("hashing the payload: %w", hashErr)
+	meta.Payload.Size = size
+	meta.Payload.StoredSize = stored
+	meta.Payload.SHA256 = spec.HashDigest(h).String()
+	header, err := signHeader(ctx, meta, s, reserved)
+	if err != nil {
+		return 0, err
 	}
-	return n, err
+	if _, err := f.WriteAt(header, base); err != nil {
+		return 0, fmt.Errorf("imagepkg: writing the package header: %w", err)
+	}
+	end := int64(reserved) + stored
+	if _, err := f.Seek(base+end, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("imagepkg: package file: %w", err)
+	}
+	return end, nil
 }
 
-// kernelCopyStep is how much copyPayload copies between ctx checks.
-const kernelCopyStep = 64 << 20
+// hashRange writes bytes [base, base+n) of f to h, stopping when ctx is
+// done.
+func hashRange(ctx context.Context, h hash.Hash, f *os.File, base, n int64) error {
+	got, err := io.CopyBuffer(h, &ctxReader{ctx: ctx, r: io.NewSectionReader(f, base, n)}, make([]byte, ReadBufferSize))
+	if err != nil {
+		return fmt.Errorf("imagepkg: hashing the package: %w", err)
+	}
+	if got != n {
+		return fmt.Errorf("imagepkg: hashing the package: read %d of %d bytes", got, n)
+	}
+	return nil
+}
 
-// compress zstd-compresses src into dst and returns the uncompressed size.
-func compress(dst io.Writer, src io.Reader, concurrency int) (int64, error) {
-	if concurrency <= 0 {
-		concurrency = runtime.GOMAXPROCS(0)
-	}
-	// The concurrent-blocks mode is only active with 2 or more goroutines,
-	// and its output differs from the single-goroutine mode's: always use
-	// it so that the bytes do not depend on the machine.
-	concurrency = max(concurrency, 2)
-	enc, err := zstd.NewWriter(dst,
-		zstd.WithEncoderLevel(encoderLevel),
-		zstd.WithWindowSize(encoderWindow),
-		zstd.WithEncoderConcurrency(concurrency),
-		zstd.WithConcurrentBlocks(true),
-		zstd.WithEncoderCRC(true),
-		zstd.WithZeroFrames(true),
-	)
-	if err != nil {
-		return 0, fmt.Errorf("creating zstd encoder: %w", err)
-	}
-	n, err := enc.ReadFrom(src)
-	if err != nil {
-		enc.Close()
-		return n, err
-	}
-	if err := enc.Close(); err != nil {
-		return n, fmt.Errorf("zstd: %w", err)
-	}
-	return n, nil
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
 }
 
 // ctxReader stops reading when ctx is done, and reports progress.
@@ -279,9 +243,37 @@ func metadataFromOptions(opts PackOptions) (*Metadata, error) {
 	return m, nil
 }
 
-// signHeader encodes header and metadata, signs them and returns every
-// byte that precedes the payload.
-func signHeader(ctx context.Context, meta *Metadata, s spec.Signer) ([]byte, error) {
+// reserveHeader returns the header size Pack reserves before the payload:
+// the header as it will be with the largest payload sizes the metadata can
+// hold and the longest signature of the signer's algorithm (or any
+// algorithm, when the signer does not say). It depends only on the options
+// and the key, so that packing stays reproducible.
+func reserveHeader(meta *Metadata, s spec.Signer) (int, error) {
+	m := *meta
+	m.Payload.Size, m.Payload.StoredSize = math.MaxInt64, math.MaxInt64
+	mj, err := MarshalMetadata(&m)
+	if err != nil {
+		return 0, err
+	}
+	sigBlock := MaxSignatureBlock
+	if key := signerKey(s); key != nil {
+		switch key.Algorithm {
+		case spec.AlgorithmEd25519:
+			sigBlock = keyIDSize + 1 + 64
+		case spec.AlgorithmECDSAP256:
+			sigBlock = keyIDSize + 1 + 72
+		}
+	}
+	n := fixedHeaderSize + len(mj) + 2 + sigBlock
+	if len(mj) > MaxMetadataSize {
+		return 0, fmt.Errorf("%w: metadata of %d bytes, limit %d", ErrInvalidOptions, len(mj), MaxMetadataSize)
+	}
+	return n, nil
+}
+
+// signHeader encodes the fixed header and metadata, signs them and returns
+// every byte that precedes the payload, zero-padded to payloadOffset.
+func signHeader(ctx context.Context, meta *Metadata, s spec.Signer, payloadOffset int) ([]byte, error) {
 	mj, err := MarshalMetadata(meta)
 	if err != nil {
 		return nil, err
@@ -290,13 +282,14 @@ func signHeader(ctx context.Context, meta *Metadata, s spec.Signer) ([]byte, err
 	if err != nil || len(keyID) != keyIDSize || hex.EncodeToString(keyID) != s.KeyID() {
 		return nil, fmt.Errorf("%w: signer key ID %q is not 64 lowercase hex digits", ErrInvalidOptions, s.KeyID())
 	}
-	head := make([]byte, fixedHeaderSize, fixedHeaderSize+len(mj)+2+MaxSignatureBlock)
+	head := make([]byte, fixedHeaderSize, payloadOffset)
 	copy(head, Magic)
 	binary.BigEndian.PutUint16(head[8:], FormatVersion)
 	binary.BigEndian.PutUint16(head[10:], 0)
 	binary.BigEndian.PutUint32(head[12:], uint32(len(mj)))
+	binary.BigEndian.PutUint32(head[16:], uint32(payloadOffset))
 	head = append(head, mj...)
-	msg := signedMessage(head)
+	msg := signedMessage(FormatVersion, head)
 	sig, err := s.Sign(ctx, msg)
 	if err != nil {
 		return nil, fmt.Errorf("imagepkg: signing the package: %w", err)
@@ -320,7 +313,21 @@ func signHeader(ctx context.Context, meta *Metadata, s spec.Signer) ([]byte, err
 	head = append(head, keyID...)
 	head = append(head, algByte)
 	head = append(head, sig...)
-	return head, nil
+	if len(head) > payloadOffset {
+		return nil, fmt.Errorf("%w: a %d-byte %s signature does not fit the %d bytes reserved for it", ErrSignerMisbehaving, len(sig), alg, payloadOffset-len(head)+len(sig))
+	}
+	if pad := payloadOffset - len(head); pad > MaxHeaderPadding {
+		return nil, fmt.Errorf("%w: %d bytes of header padding, limit %d", ErrSignerMisbehaving, pad, MaxHeaderPadding)
+	}
+	return head[:payloadOffset], nil // the padding: zeros from make
+}
+
+// signerKey returns the signer's public key if it is a spec.PublicSigner.
+func signerKey(s spec.Signer) *spec.PublicKey {
+	if ps, ok := s.(spec.PublicSigner); ok {
+		return ps.Public()
+	}
+	return nil
 }
 
 // signerAlgorithm finds the signer's algorithm. A spec.PublicSigner gives
@@ -329,8 +336,7 @@ func signHeader(ctx context.Context, meta *Metadata, s spec.Signer) ([]byte, err
 // told from the signature's encoding (an ASN.1 DER pair: ECDSA P-256; 64
 // other bytes: Ed25519).
 func signerAlgorithm(s spec.Signer, msg, sig []byte) (string, error) {
-	if ps, ok := s.(spec.PublicSigner); ok && ps.Public() != nil {
-		key := ps.Public()
+	if key := signerKey(s); key != nil {
 		if key.ID != s.KeyID() {
 			return "", fmt.Errorf("%w: KeyID %s does not match its public key %s", ErrSignerMisbehaving, s.KeyID(), key.ID)
 		}

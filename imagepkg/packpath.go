@@ -3,7 +3,6 @@ package imagepkg
 import (
 	"archive/tar"
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"io/fs"
@@ -33,12 +32,11 @@ import (
 // Hard-linked files are stored as separate regular files. The output must
 // not be inside the input directory.
 //
-// The package is written to a temporary file in outPath's directory
-// (also used for the payload spool), fsynced, and renamed to outPath only
-// when complete; on any error outPath is untouched and no temporary file is
-// left behind. An uncompressed file payload is not spooled: the file is
-// read twice (hashed, then copied by the kernel), and PackPath fails if
-// its size or modification time changed in between.
+// The package is written in place (see Pack) to a temporary file in
+// outPath's directory, fsynced, and renamed to outPath only when complete;
+// on any error outPath is untouched and no temporary file is left behind.
+// When opts.Digest is set, the package is hashed from the temporary file
+// while it is being synced.
 func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, s spec.Signer) (*Metadata, error) {
 	fi, err := os.Stat(inputPath)
 	if err != nil {
@@ -62,6 +60,8 @@ func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, 
 	if _, err := metadataFromOptions(opts); err != nil {
 		return nil, err
 	}
+	digest := opts.Digest
+	opts.Digest = nil
 	var meta *Metadata
 	err = atomicfile.Write(outPath, 0o644, func(out *os.File) error {
 		var src io.Reader
@@ -76,72 +76,31 @@ func PackPath(ctx context.Context, outPath, inputPath string, opts PackOptions, 
 				return fmt.Errorf("imagepkg: input: %w", err)
 			}
 			defer f.Close()
-			if opts.Compression == CompressionNone || opts.Compression == "" {
-				var err error
-				meta, err = packFileUncompressed(ctx, out, f, opts, s)
-				return err
-			}
 			src = f
 		}
 		var err error
-		meta, err = Pack(ctx, out, src, opts, s)
-		return err
+		if meta, err = Pack(ctx, out, src, opts, s); err != nil {
+			return err
+		}
+		if digest == nil {
+			return nil
+		}
+		end, err := out.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return fmt.Errorf("imagepkg: package file: %w", err)
+		}
+		// Sync while hashing: the write-back and the hash overlap, and
+		// atomicfile's own sync then finds nothing left to write.
+		synced := make(chan error, 1)
+		go func() { synced <- out.Sync() }()
+		herr := hashRange(ctx, digest, out, 0, end)
+		if serr := <-synced; serr != nil {
+			return fmt.Errorf("imagepkg: syncing the package: %w", serr)
+		}
+		return herr
 	})
 	if err != nil {
 		return nil, err
-	}
-	return meta, nil
-}
-
-// packFileUncompressed packs the regular file f without a spool: hash it,
-// sign, then copy it after the header. The bytes are those Pack writes.
-func packFileUncompressed(ctx context.Context, out *os.File, f *os.File, opts PackOptions, s spec.Signer) (*Metadata, error) {
-	meta, err := metadataFromOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	if s == nil {
-		return nil, fmt.Errorf("%w: no signer", ErrInvalidOptions)
-	}
-	before, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("imagepkg: input: %w", err)
-	}
-	h := sha256.New()
-	src := &ctxReader{ctx: ctx, r: f, progress: opts.Progress}
-	size, err := io.CopyBuffer(h, src, make([]byte, ReadBufferSize))
-	if err != nil {
-		return nil, fmt.Errorf("imagepkg: reading the payload: %w", err)
-	}
-	if size != before.Size() {
-		return nil, fmt.Errorf("imagepkg: input %s changed while being packed (%d bytes read, %d expected)", f.Name(), size, before.Size())
-	}
-	meta.Payload.Size = size
-	meta.Payload.StoredSize = size
-	meta.Payload.SHA256 = spec.HashDigest(h).String()
-	header, err := signHeader(ctx, meta, s)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := out.Write(header); err != nil {
-		return nil, fmt.Errorf("imagepkg: writing the package header: %w", err)
-	}
-	if opts.Digest != nil {
-		opts.Digest.Write(header)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("imagepkg: input: %w", err)
-	}
-	n, err := copyPayload(ctx, out, f, size, opts.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("imagepkg: writing the payload: %w", err)
-	}
-	after, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("imagepkg: input: %w", err)
-	}
-	if n != size || after.Size() != size || !after.ModTime().Equal(before.ModTime()) {
-		return nil, fmt.Errorf("imagepkg: input %s changed while being packed", f.Name())
 	}
 	return meta, nil
 }

@@ -23,29 +23,35 @@ import (
 // returned nil, and trust payload bytes only once Payload's reader reached
 // io.EOF without error.
 type Reader struct {
+	FormatVersion int      // FormatVersion or FormatVersion1
 	Metadata      Metadata // parsed, validated metadata
 	MetadataBytes []byte   // the metadata JSON exactly as stored (and signed)
 	KeyID         string   // lowercase hex key ID of the signer, from the signature block
 	Algorithm     string   // spec.AlgorithmECDSAP256 or spec.AlgorithmEd25519
 	Signature     []byte   // the signature bytes
-	HeaderSize    int64    // bytes before the payload: 16 + M + 2 + S
+	// HeaderSize is the number of bytes before the payload: the payload
+	// offset of version 2 (20 + M + 2 + S + padding), 16 + M + 2 + S in
+	// version 1.
+	HeaderSize int64
 
-	signed      []byte // bytes [0, 16+M)
+	signed      []byte // the bytes the signature covers, after the context: fixed header and metadata
 	r           io.Reader
 	consumed    bool
 	sigVerified bool
 }
 
 // Open reads and parses a package's header, metadata and signature block
-// from r, leaving r positioned at the first payload byte: Open reads exactly
-// HeaderSize bytes (it does not read ahead). It checks the magic, version,
-// flags, every length against its limit before allocating, and the metadata
-// (see ParseMetadata). It does NOT verify the signature: call
-// VerifySignature, then read Payload (or use Verify).
+// (and, in version 2, the padding up to the payload offset) from r, leaving
+// r positioned at the first payload byte: Open reads exactly HeaderSize
+// bytes (it does not read ahead). It accepts format versions 2 and 1. It
+// checks the magic, version, flags, every length against its limit before
+// allocating, the padding, and the metadata (see ParseMetadata). It does NOT
+// verify the signature: call VerifySignature, then read Payload (or use
+// Verify).
 //
 // Errors wrap ErrMagic, ErrVersion, ErrUnsupported, ErrMetadataTooLarge,
-// ErrMetadata, ErrSignatureBlock or ErrTruncated; read errors from r are
-// wrapped as they are.
+// ErrMetadata, ErrSignatureBlock, ErrPadding or ErrTruncated; read errors
+// from r are wrapped as they are.
 func Open(r io.Reader) (*Reader, error) {
 	var fixed [fixedHeaderSize]byte
 	if err := readFull(r, fixed[:8], "magic"); err != nil {
@@ -54,14 +60,23 @@ func Open(r io.Reader) (*Reader, error) {
 	if string(fixed[:8]) != Magic {
 		return nil, fmt.Errorf("%w: offset 0: got %q", ErrMagic, fixed[:8])
 	}
-	if err := readFull(r, fixed[8:], "header"); err != nil {
+	if err := readFull(r, fixed[8:10], "header"); err != nil {
 		return nil, err
 	}
-	if v := binary.BigEndian.Uint16(fixed[8:]); v != FormatVersion {
-		return nil, fmt.Errorf("%w: offset 8: version %d, this reader supports %d", ErrVersion, v, FormatVersion)
+	version := int(binary.BigEndian.Uint16(fixed[8:]))
+	fixedSize := fixedHeaderSize
+	switch version {
+	case FormatVersion:
+	case FormatVersion1:
+		fixedSize = fixedHeaderSizeV1
+	default:
+		return nil, fmt.Errorf("%w: offset 8: version %d, this reader supports %d and %d", ErrVersion, version, FormatVersion, FormatVersion1)
+	}
+	if err := readFull(r, fixed[10:fixedSize], "header"); err != nil {
+		return nil, err
 	}
 	if f := binary.BigEndian.Uint16(fixed[10:]); f != 0 {
-		return nil, fmt.Errorf("%w: offset 10: flags %#04x (no flags are defined in version 1)", ErrUnsupported, f)
+		return nil, fmt.Errorf("%w: offset 10: flags %#04x (no flags are defined in version %d)", ErrUnsupported, f, version)
 	}
 	m := binary.BigEndian.Uint32(fixed[12:])
 	if m == 0 {
@@ -70,14 +85,26 @@ func Open(r io.Reader) (*Reader, error) {
 	if m > MaxMetadataSize {
 		return nil, fmt.Errorf("%w: offset 12: metadata length %d, limit %d", ErrMetadataTooLarge, m, MaxMetadataSize)
 	}
-	signed := make([]byte, fixedHeaderSize+int(m))
-	copy(signed, fixed[:])
-	if err := readFull(r, signed[fixedHeaderSize:], "metadata"); err != nil {
+	var payloadOffset int64
+	if version == FormatVersion {
+		payloadOffset = int64(binary.BigEndian.Uint32(fixed[16:]))
+		// The signature block is at least MinSignatureBlock bytes: an
+		// offset that leaves no room for it, or more padding than allowed
+		// after the largest one, is refused before anything else is read.
+		lo := int64(fixedSize) + int64(m) + 2 + MinSignatureBlock
+		hi := int64(fixedSize) + int64(m) + 2 + MaxSignatureBlock + MaxHeaderPadding
+		if payloadOffset < lo || payloadOffset > hi {
+			return nil, fmt.Errorf("%w: offset 16: payload offset %d, want %d..%d for %d bytes of metadata", ErrPadding, payloadOffset, lo, hi, m)
+		}
+	}
+	signed := make([]byte, fixedSize+int(m))
+	copy(signed, fixed[:fixedSize])
+	if err := readFull(r, signed[fixedSize:], "metadata"); err != nil {
 		return nil, err
 	}
-	meta, err := ParseMetadata(signed[fixedHeaderSize:])
+	meta, err := ParseMetadata(signed[fixedSize:])
 	if err != nil {
-		return nil, fmt.Errorf("offset 16: %w", err)
+		return nil, fmt.Errorf("offset %d: %w", fixedSize, err)
 	}
 	off := int64(len(signed))
 	var sl [2]byte
@@ -100,16 +127,46 @@ func Open(r io.Reader) (*Reader, error) {
 	if err := checkSignatureShape(alg, sig); err != nil {
 		return nil, fmt.Errorf("%w: offset %d: %v", ErrSignatureBlock, off+2+keyIDSize+1, err)
 	}
+	end := off + 2 + int64(s)
+	if version == FormatVersion {
+		if err := readPadding(r, end, payloadOffset); err != nil {
+			return nil, err
+		}
+		end = payloadOffset
+	}
 	return &Reader{
+		FormatVersion: version,
 		Metadata:      *meta,
-		MetadataBytes: signed[fixedHeaderSize:],
+		MetadataBytes: signed[fixedSize:],
 		KeyID:         hex.EncodeToString(block[:keyIDSize]),
 		Algorithm:     alg,
 		Signature:     sig,
-		HeaderSize:    off + 2 + int64(s),
+		HeaderSize:    end,
 		signed:        signed,
 		r:             r,
 	}, nil
+}
+
+// readPadding reads the version 2 padding, bytes [from, to) of the package,
+// which must all be zero: the payload offset is signed, the padding is not,
+// so nothing else may be there.
+func readPadding(r io.Reader, from, to int64) error {
+	if to < from {
+		return fmt.Errorf("%w: offset 16: payload offset %d is inside the signature block, which ends at %d", ErrPadding, to, from)
+	}
+	if to-from > MaxHeaderPadding {
+		return fmt.Errorf("%w: offset 16: payload offset %d leaves %d bytes of padding, limit %d", ErrPadding, to, to-from, MaxHeaderPadding)
+	}
+	pad := make([]byte, to-from)
+	if err := readFull(r, pad, "header padding"); err != nil {
+		return err
+	}
+	for i, b := range pad {
+		if b != 0 {
+			return fmt.Errorf("%w: offset %d: byte %#02x, padding must be zero", ErrPadding, from+int64(i), b)
+		}
+	}
+	return nil
 }
 
 func readFull(r io.Reader, b []byte, what string) error {
@@ -169,15 +226,20 @@ func isECDSADER(sig []byte) bool {
 	return err == nil && len(rest) == 0 && v.R.Sign() > 0 && v.S.Sign() > 0
 }
 
-// SignedMessage returns the bytes the signature covers:
-// SignatureContext followed by the header and metadata (bytes [0, 16+M)).
+// SignedMessage returns the bytes the signature covers: SignatureContext
+// followed by the fixed header and the metadata (bytes [0, 20+M)); in
+// version 1, SignatureContextV1 and bytes [0, 16+M).
 func (p *Reader) SignedMessage() []byte {
-	return signedMessage(p.signed)
+	return signedMessage(p.FormatVersion, p.signed)
 }
 
-func signedMessage(headerAndMetadata []byte) []byte {
-	msg := make([]byte, 0, len(SignatureContext)+len(headerAndMetadata))
-	msg = append(msg, SignatureContext...)
+func signedMessage(version int, headerAndMetadata []byte) []byte {
+	context := SignatureContext
+	if version == FormatVersion1 {
+		context = SignatureContextV1
+	}
+	msg := make([]byte, 0, len(context)+len(headerAndMetadata))
+	msg = append(msg, context...)
 	return append(msg, headerAndMetadata...)
 }
 

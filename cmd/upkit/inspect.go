@@ -107,7 +107,7 @@ func readHead(path string, n int) ([]byte, error) {
 func packageFields(path string, p *imagepkg.Reader) *packageInfo {
 	return &packageInfo{
 		File:          path,
-		FormatVersion: imagepkg.FormatVersion,
+		FormatVersion: p.FormatVersion,
 		HeaderSize:    p.HeaderSize,
 		KeyID:         p.KeyID,
 		Algorithm:     p.Algorithm,

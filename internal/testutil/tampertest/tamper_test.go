@@ -284,13 +284,15 @@ func byteMutations(c *corpus, label string, data []byte, isJSON bool, dense, fli
 
 // --- image packages ---
 
-// pkgParts splits a package into header+metadata, signature block (with
-// its length field) and payload.
+// pkgParts splits a (format version 2) package into its fixed header,
+// metadata, signature block (with its length field) and payload; the zero
+// padding before the payload is dropped (buildPkg puts it back).
 func pkgParts(t *testing.T, b []byte) (head, meta, sigBlock, payload []byte) {
 	t.Helper()
 	m := int(binary.BigEndian.Uint32(b[12:16]))
-	s := int(binary.BigEndian.Uint16(b[16+m:]))
-	return b[:16], b[16 : 16+m], b[16+m : 18+m+s], b[18+m+s:]
+	off := int(binary.BigEndian.Uint32(b[16:20]))
+	s := int(binary.BigEndian.Uint16(b[20+m:]))
+	return b[:20], b[20 : 20+m], b[20+m : 22+m+s], b[off:]
 }
 
 func pkgPayload(t *testing.T, b []byte) []byte {
@@ -299,17 +301,30 @@ func pkgPayload(t *testing.T, b []byte) []byte {
 }
 
 // buildPkg assembles a package from a fixed header (whose metadata length
-// is rewritten), metadata, a signature block and a payload.
+// is rewritten), metadata, a signature block, zero padding and a payload.
+// The payload offset depends on the metadata only, never on the signature
+// block, so that a signature over buildPkg(head, meta, nil, nil) holds for
+// buildPkg(head, meta, sig, payload): head's offset is kept if it leaves
+// room for the longest signature block (2+33+72 bytes) without more than
+// MaxHeaderPadding after an Ed25519 one, else the minimum for the longest.
 func buildPkg(head, meta, sigBlock, payload []byte) []byte {
+	const longest = 2 + 33 + 72
 	h := bytes.Clone(head)
 	binary.BigEndian.PutUint32(h[12:16], uint32(len(meta)))
-	return bytes.Join([][]byte{h, meta, sigBlock, payload}, nil)
+	off := int(binary.BigEndian.Uint32(h[16:20]))
+	if room := off - 20 - len(meta); room < longest || room > 2+33+64+imagepkg.MaxHeaderPadding {
+		off = 20 + len(meta) + longest
+		binary.BigEndian.PutUint32(h[16:20], uint32(off))
+	}
+	pad := make([]byte, max(0, off-20-len(meta)-len(sigBlock)))
+	return bytes.Join([][]byte{h, meta, sigBlock, pad, payload}, nil)
 }
 
-// signPkg returns the signature block of a package whose first 16+M bytes
-// are msg, signed by s (algorithm byte alg).
-func signPkg(t *testing.T, s *testkeys.Signer, msg []byte) []byte {
+// signPkg returns the signature block of a package whose first 20+M bytes
+// are those of pkg, signed by s.
+func signPkg(t *testing.T, s *testkeys.Signer, pkg []byte) []byte {
 	t.Helper()
+	msg := pkg[:20+binary.BigEndian.Uint32(pkg[12:16])]
 	sig, err := s.Sign(context.Background(), append([]byte(imagepkg.SignatureContext), msg...))
 	if err != nil {
 		t.Fatal(err)
@@ -439,7 +454,7 @@ func packageCorpus(t *testing.T) {
 	c.reject("swapped payload", "C's header with A's payload", buildPkg(hC, mC, sC, plA))
 	// Signed by an untrusted key; an untrusted signature under the
 	// trusted key's ID.
-	msgA := pa[:16+len(mA)]
+	msgA := pa[:20+len(mA)]
 	c.reject("untrusted signer", "A signed by an untrusted key", buildPkg(hA, mA, signPkg(t, other, msgA), plA))
 	forged := signPkg(t, other, msgA)
 	tid := sha256.Sum256(trusted.DER)
@@ -478,9 +493,15 @@ func packageCorpus(t *testing.T) {
 		binary.BigEndian.PutUint32(h[12:16], m)
 		c.reject("oversized field", fmt.Sprintf("metadata length %d", m), h)
 	}
+	offA := binary.BigEndian.Uint32(pa[16:20])
+	for _, off := range []uint32{0, 20, offA - 1, offA + 1, offA + imagepkg.MaxHeaderPadding + 1, 1<<32 - 1} {
+		h := bytes.Clone(pa)
+		binary.BigEndian.PutUint32(h[16:20], off)
+		c.reject("oversized field", fmt.Sprintf("payload offset %d (signed %d)", off, offA), h)
+	}
 	for _, s := range []uint16{0, 34, 513, 1<<16 - 1} {
 		h := bytes.Clone(pa)
-		binary.BigEndian.PutUint16(h[16+len(mA):], s)
+		binary.BigEndian.PutUint16(h[20+len(mA):], s)
 		c.reject("oversized field", fmt.Sprintf("signature block length %d", s), h)
 	}
 	c.finish()
