@@ -377,4 +377,3 @@ func TestImgtoolKeyHash(t *testing.T) {
 		}
 	}
 }
-
