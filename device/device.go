@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/upkit/upkit/internal/pubkey"
 	"github.com/upkit/upkit/manifest"
 )
 
@@ -81,6 +82,11 @@ type Config struct {
 	FS FS
 	// Limits bounds sizes (zero value: defaults).
 	Limits Limits
+	// Secondaries are the microcontrollers behind the device, by component:
+	// their images are MCUboot images (upkit pack --format mcuboot,
+	// imgtool sign), installed into Slots like any component and handed
+	// to the Secondary once committed (see Secondary). Nil: none.
+	Secondaries map[string]Secondary
 	// Progress, if set, is called as Install and Commit advance: after
 	// each buffer fetched, written or read back. It must return quickly;
 	// it is called from the goroutine running the operation.
@@ -144,6 +150,11 @@ func New(cfg Config) (*Device, error) {
 	case cfg.StagingDir == "":
 		return nil, fmt.Errorf("%w: no StagingDir", ErrConfig)
 	}
+	for c, s := range cfg.Secondaries {
+		if !validComponent(c) || s == nil {
+			return nil, fmt.Errorf("%w: secondary %q", ErrConfig, c)
+		}
+	}
 	if cfg.FS == nil {
 		cfg.FS = OSFS{}
 	}
@@ -202,6 +213,7 @@ type Plan struct {
 	releaseEnvelope []byte
 	rootChain       [][]byte
 	installed       map[string]string // component -> committed payload digest, at Check
+	releaseKeys     []*pubkey.Key     // the verified root's release keys (MCUboot images)
 }
 
 // PlannedImage is one component of a Plan.
@@ -394,7 +406,12 @@ func (d *Device) evaluate(ctx context.Context, st *State, releaseEnvelope []byte
 		}
 	}
 
+	keys, err := releaseKeys(root)
+	if err != nil {
+		return nil, nil, err
+	}
 	plan := &Plan{
+		releaseKeys:     keys,
 		Product:         rel.Product,
 		ReleaseVersion:  rel.Version,
 		Created:         rel.Created,
@@ -420,6 +437,19 @@ func (d *Device) evaluate(ctx context.Context, st *State, releaseEnvelope []byte
 		if c, ok := st.SecurityCounters[img.Component]; ok && img.SecurityVersion < c {
 			return nil, nil, fmt.Errorf("%w: component %s security version %d is lower than the device's counter %d",
 				ErrSecurityVersion, img.Component, img.SecurityVersion, c)
+		}
+		if sec, ok := d.cfg.Secondaries[img.Component]; ok {
+			if !isMCUbootImage(img) {
+				return nil, nil, fmt.Errorf("%w: component %s is handed to a secondary, which boots MCUboot images; the release lists an image package", ErrNotListed, img.Component)
+			}
+			c, err := sec.SecurityCounter(ctx)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: reading the security counter of %s: %w", ErrSecondary, img.Component, err)
+			}
+			if img.SecurityVersion < c {
+				return nil, nil, fmt.Errorf("%w: component %s security version %d is lower than its secondary's security counter %d",
+					ErrSecurityVersion, img.Component, img.SecurityVersion, c)
+			}
 		}
 		if img.Payload.Size > d.cfg.Limits.MaxImageSize {
 			return nil, nil, fmt.Errorf("%w: component %s image of %d bytes, limit %d", ErrTooLarge, img.Component, img.Payload.Size, d.cfg.Limits.MaxImageSize)

@@ -30,7 +30,9 @@ signed) and the package digest (sha256 of the whole file, which release
 manifests reference). It also streams the payload to check its size and
 digest against the metadata, and fails (exit 1) if they do not match.
 inspect does NOT check the signature: use ` + "`upkit verify --key`" + ` for that.
-A trust root or release manifest (a JSON file) is printed too, unverified.
+A trust root or release manifest (a JSON file) is printed too, unverified,
+and so is an MCUboot image: header, TLVs, key hash, security counter,
+trailer, with its image hash checked.
 
 Example:
    upkit inspect rootfs-1.4.0.upk
@@ -73,6 +75,9 @@ func inspectAction(c *cli.Context) error {
 	br := bufio.NewReaderSize(f, imagepkg.ReadBufferSize)
 	if head, _ := br.Peek(512); len(bytes.TrimLeft(head, " \t\r\n")) > 0 && bytes.TrimLeft(head, " \t\r\n")[0] == '{' {
 		return inspectManifestFile(c, path) // a trust root or release manifest (release.go)
+	}
+	if isMCUbootFile(path) {
+		return mcubootInspectAction(c, path) // mcuboot.go
 	}
 	info, p, perr := upkInspect(c.Context, path, br)
 	if p == nil {

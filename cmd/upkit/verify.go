@@ -14,7 +14,7 @@ import (
 func verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "verify",
-		Usage:     "verify an image package's signature, payload size and digest",
+		Usage:     "verify an image package's (or MCUboot image's) signature, payload size and digest",
 		ArgsUsage: "FILE.upk",
 		Description: `Checks, in one streaming pass with memory that does not grow with the
 package: the header and metadata, the signature by one of the --key public
@@ -31,7 +31,14 @@ leave DEST and device files.
 Example:
    upkit verify --key release.pub rootfs-1.4.0.upk
    upkit verify --key old.pub --key new.pub --json web.upk
-   upkit verify --key release.pub --extract ./web web-2.0.1.upk`,
+   upkit verify --key release.pub --extract ./web web-2.0.1.upk
+
+An MCUboot image (upkit pack --format mcuboot, imgtool sign) is checked as
+MCUboot checks it: the SHA-256 of header, firmware and protected TLVs
+against the SHA256 TLV, the KEYHASH naming one of the --key keys, and the
+signature (ECDSA P-256 or Ed25519).
+
+   upkit verify --key release.pub --json sensor-1.4.0.bin`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "key", Usage: "trusted public key `PUB` (PEM file; repeatable)", Required: true},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
@@ -50,6 +57,9 @@ func verifyAction(c *cli.Context) error {
 	keys, err := loadPublicKeys(c.StringSlice("key"))
 	if err != nil {
 		return err
+	}
+	if isMCUbootFile(path) {
+		return mcubootVerifyAction(c, path, keys) // mcuboot.go
 	}
 	f, err := os.Open(path)
 	if err != nil {
