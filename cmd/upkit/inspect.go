@@ -37,6 +37,7 @@ trailer, with its image hash checked.
 Example:
    upkit inspect rootfs-1.4.0.upk
    upkit inspect release.json
+   upkit inspect sensor-1.4.0.bin
    upkit inspect --json rootfs-1.4.0.upk | jq -r .packageDigest`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},

@@ -461,7 +461,28 @@ func mcubootIsImageError(err error) bool {
 
 // mcubootReleaseFlag is release create's flag for MCUboot images.
 func mcubootReleaseFlag() cli.Flag {
-	return &cli.StringSliceFlag{Name: "mcuboot", Usage: "MCUboot image to list, as `COMPONENT@HW[,HW...]=FILE`: the component and hardware it is for (an MCUboot image names neither) (repeatable)"}
+	return &cli.GenericFlag{Name: "mcuboot", Value: &mcubootSpecs{},
+		Usage: "MCUboot image to list, as `COMPONENT@HW[,HW...]=FILE`: the component and hardware it is for (an MCUboot image names neither) (repeatable)"}
+}
+
+// mcubootSpecs collects repeated --mcuboot values whole (a string slice
+// flag would split them at the commas of the hardware list).
+type mcubootSpecs struct{ specs []string }
+
+func (m *mcubootSpecs) Set(s string) error { m.specs = append(m.specs, s); return nil }
+func (m *mcubootSpecs) String() string {
+	if m == nil {
+		return ""
+	}
+	return strings.Join(m.specs, " ")
+}
+
+// mcubootSpecsOf returns the --mcuboot values of a command.
+func mcubootSpecsOf(c *cli.Context) []string {
+	if m, ok := c.Generic("mcuboot").(*mcubootSpecs); ok && m != nil {
+		return m.specs
+	}
+	return nil
 }
 
 // mfReadMCUboot reads an MCUboot image named by a --mcuboot spec and returns
@@ -506,7 +527,7 @@ func mfReadMCUboot(ctx context.Context, spec string, keys []*pubkey.Key) (*manif
 		return nil, verifyError(fmt.Errorf("--mcuboot %s: %w", path, err))
 	}
 	if !img.HasSecurityCounter {
-		return nil, verifyError(fmt.Errorf("--mcuboot %s: %w: sign it with a security counter (upkit pack --security-version, imgtool -s)", path, mcuboot.ErrSecurityCounter))
+		return nil, verifyError(fmt.Errorf("--mcuboot %s: %w: no SEC_CNT TLV: sign it with a security counter (upkit pack --security-version, imgtool -s)", path, mcuboot.ErrSecurityCounter))
 	}
 	blob := manifest.Blob{Digest: info.PackageDigest, Size: info.PackageSize}
 	return &manifest.Image{

@@ -32,14 +32,6 @@ else now; with SOURCE_DATE_EPOCH and an Ed25519 key, the same inputs give
 the same bytes. The package is written to a temporary file next to OUT and
 renamed only when complete. Prints the package digest on stdout.
 
-Example:
-   UPKIT_PASSWORD=secret upkit pack --type os --component rootfs \
-     --version 1.4.0 --security-version 3 --hardware rpi4,rpi5 \
-     --key release.key -o rootfs-1.4.0.upk rootfs.img
-   SOURCE_DATE_EPOCH=1700000000 upkit pack --type app --component web \
-     --version 2.0.1 --security-version 1 --hardware gw-100 --compress none \
-     --key release.key -o web.upk ./web-bundle/
-
 With --format mcuboot, INPUT is microcontroller firmware and OUT an MCUboot
 image, byte for byte what imgtool sign writes for the same options (named
 as imgtool's): the version (MAJOR.MINOR.PATCH[+BUILD]) goes in the header,
@@ -47,6 +39,13 @@ the security version in the protected SEC_CNT TLV. The image carries no
 component or hardware: name them when listing it in a release (upkit
 release create --mcuboot COMPONENT@HW=FILE).
 
+Example:
+   UPKIT_PASSWORD=secret upkit pack --type os --component rootfs \
+     --version 1.4.0 --security-version 3 --hardware rpi4,rpi5 \
+     --key release.key -o rootfs-1.4.0.upk rootfs.img
+   SOURCE_DATE_EPOCH=1700000000 upkit pack --type app --component web \
+     --version 2.0.1 --security-version 1 --hardware gw-100 --compress none \
+     --key release.key -o web.upk ./web-bundle/
    upkit pack --format mcuboot --version 1.4.0+17 --security-version 3 \
      --header-size 0x200 --pad-header --slot-size 0x60000 \
      --key release.key -o sensor-1.4.0.bin zephyr.bin`,

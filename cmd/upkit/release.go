@@ -62,8 +62,9 @@ Sign the result with "upkit release sign". OUT must not exist unless --force.
 Example:
    upkit release create --product gw --version 12 --expires 30d \
      --key release.pub -o release.json rootfs-1.5.0.upk app-2.1.0.upk \
-     --delta rootfs-1.4.0-1.5.0.delta \
-     --mcuboot sensor@sensor-v2=sensor-1.4.0.bin`,
+     --delta rootfs-1.4.0-1.5.0.delta
+   upkit release create --product gw --version 13 --root root.json \
+     --mcuboot sensor@sensor-v2,sensor-v3=sensor-1.4.0.bin -o release.json rootfs-1.5.0.upk`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "product", Usage: "product `NAME` ([a-z0-9][a-z0-9._-]*)", Required: true},
 			&cli.Uint64Flag{Name: "version", Usage: "release version `N`: a sequence number devices never go below", Required: true},
@@ -81,7 +82,7 @@ Example:
 
 func releaseCreateAction(c *cli.Context) error {
 	minArgs := 1
-	if len(c.StringSlice("mcuboot")) > 0 {
+	if len(mcubootSpecsOf(c)) > 0 {
 		minArgs = 0
 	}
 	if err := needArgs(c, minArgs, manifest.MaxImages, fmt.Sprintf("1 to %d PACKAGE.upk files", manifest.MaxImages)); err != nil {
@@ -140,7 +141,7 @@ func releaseCreateAction(c *cli.Context) error {
 		}
 		rel.Images = append(rel.Images, *img)
 	}
-	for _, spec := range c.StringSlice("mcuboot") {
+	for _, spec := range mcubootSpecsOf(c) {
 		img, err := mfReadMCUboot(c.Context, spec, keys) // mcuboot.go
 		if err != nil {
 			return err

@@ -28,16 +28,15 @@ verifies: a file payload to the file DEST, a directory (tar) payload to the
 new or empty directory DEST, refusing absolute paths, "..", links that
 leave DEST and device files.
 
-Example:
-   upkit verify --key release.pub rootfs-1.4.0.upk
-   upkit verify --key old.pub --key new.pub --json web.upk
-   upkit verify --key release.pub --extract ./web web-2.0.1.upk
-
 An MCUboot image (upkit pack --format mcuboot, imgtool sign) is checked as
 MCUboot checks it: the SHA-256 of header, firmware and protected TLVs
 against the SHA256 TLV, the KEYHASH naming one of the --key keys, and the
 signature (ECDSA P-256 or Ed25519).
 
+Example:
+   upkit verify --key release.pub rootfs-1.4.0.upk
+   upkit verify --key old.pub --key new.pub --json web.upk
+   upkit verify --key release.pub --extract ./web web-2.0.1.upk
    upkit verify --key release.pub --json sensor-1.4.0.bin`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "key", Usage: "trusted public key `PUB` (PEM file; repeatable)", Required: true},
