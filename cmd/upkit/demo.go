@@ -34,7 +34,9 @@ func demoCommand() *cli.Command {
 		Usage: "run the whole story on embedded defaults: keys, packages, delta, registry, device",
 		Description: `Runs upkit's main job end to end with nothing to set up and no network:
 a trust root with two release keys and threshold 2; two versions of a
-sample root filesystem and application packed and signed; a delta v1 -> v2;
+sample root filesystem and application packed and signed, and of a sensor
+MCU's firmware signed as an MCUboot image (what imgtool sign writes); the
+deltas v1 -> v2;
 both releases pushed to a registry (an embedded one on 127.0.0.1 unless
 --registry); a simulated device that installs v1, updates to v2 through the
 deltas and commits, then refuses a re-published v1 (rollback), a tampered
@@ -242,7 +244,7 @@ func (d *demo) story(reg string) error {
 		return err
 	}
 
-	d.section("Sample images: a root filesystem (tar) and an application executable, v1, v2 and v3")
+	d.section("Sample images: a root filesystem (tar), an application executable and MCU firmware, v1, v2 and v3")
 	imgs := map[string]string{}
 	for v := 1; v <= 3; v++ {
 		fs, err := sample.RootFS(v)
@@ -259,7 +261,12 @@ func (d *demo) story(reg string) error {
 		if imgs[fmt.Sprintf("agent%d", v)], err = d.writeFile(agent, "images", fmt.Sprintf("agent-%d", v)); err != nil {
 			return err
 		}
-		d.say("   images/rootfs-%d.tar (%s), images/agent-%d (%s)", v, humanSize(int64(len(fs))), v, humanSize(int64(len(agent))))
+		fw := agent[:min(len(agent), 48<<10)] // stands in for a sensor MCU's firmware
+		if imgs[fmt.Sprintf("sensor%d", v)], err = d.writeFile(fw, "images", fmt.Sprintf("sensor-%d.bin", v)); err != nil {
+			return err
+		}
+		d.say("   images/rootfs-%d.tar (%s), images/agent-%d (%s), images/sensor-%d.bin (%s)", v, humanSize(int64(len(fs))), v, humanSize(int64(len(agent))),
+			v, humanSize(int64(len(fw))))
 	}
 
 	d.section("Pack and sign the images of v1 and v2 (and v3, used by the attacks at the end)")
@@ -281,6 +288,13 @@ func (d *demo) story(reg string) error {
 			}
 			pkgs[fmt.Sprintf("%s%d", comp.name, v)] = p
 		}
+		// The sensor MCU's firmware: an MCUboot image, signed by the same key.
+		out := d.path(fmt.Sprintf("v%d", v), fmt.Sprintf("sensor-%d.0.0.bin", v))
+		if _, err := d.must("pack", "--format", "mcuboot", "--version", fmt.Sprintf("%d.0.0", v), "--security-version", fmt.Sprint(v),
+			"--header-size", "0x200", "--pad-header", "--slot-size", "0x20000", "--key", keys("release-a.key"), "-o", out, imgs[fmt.Sprintf("sensor%d", v)]); err != nil {
+			return err
+		}
+		pkgs[fmt.Sprintf("sensor%d", v)] = out
 	}
 
 	d.section("Verify a package, then tamper with a copy: one flipped payload byte is caught")
@@ -300,9 +314,9 @@ func (d *demo) story(reg string) error {
 		return err
 	}
 
-	d.section("Deltas v1 -> v2 between the packages' payloads")
+	d.section("Deltas v1 -> v2 between the packages' payloads (and the MCUboot images)")
 	deltas := map[string]string{}
-	for _, comp := range []string{"rootfs", "agent"} {
+	for _, comp := range []string{"rootfs", "agent", "sensor"} {
 		p := d.path("v2", comp+"-1.0.0-2.0.0.delta")
 		if _, err := d.must("delta", "create", "--from", pkgs[comp+"1"], "--to", pkgs[comp+"2"], "-o", p); err != nil {
 			return err
@@ -321,7 +335,7 @@ func (d *demo) story(reg string) error {
 		args := []string{"release", "create", "--product", "demo-os", "--version", fmt.Sprint(v), "--expires", "30d",
 			"--root", root}
 		args = append(args, extra...) // flags come before the packages
-		args = append(args, "-o", out)
+		args = append(args, "--mcuboot", fmt.Sprintf("sensor@%s=%s", demoHardware, pkgs[fmt.Sprintf("sensor%d", v)]), "-o", out)
 		for _, comp := range []string{"rootfs", "agent"} {
 			args = append(args, pkgs[fmt.Sprintf("%s%d", comp, v)])
 		}
@@ -339,7 +353,7 @@ func (d *demo) story(reg string) error {
 	if _, err := release(1, both); err != nil {
 		return err
 	}
-	if _, err := release(2, both, "--delta", deltas["rootfs"], "--delta", deltas["agent"]); err != nil {
+	if _, err := release(2, both, "--delta", deltas["rootfs"], "--delta", deltas["agent"], "--delta", deltas["sensor"]); err != nil {
 		return err
 	}
 	if _, err := d.must("release", "verify", "--root", root, "--hardware", demoHardware, d.path("v2", "release.json")); err != nil {
