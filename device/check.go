@@ -58,7 +58,7 @@ func (d *Device) check(ctx context.Context, releaseEnvelope []byte, rootChain []
 	if err != nil {
 		return nil, err
 	}
-	ev, err := d.evaluate(st, releaseEnvelope, rootChain, now)
+	ev, err := d.evaluate(ctx, st, releaseEnvelope, rootChain, now)
 	if record {
 		if rerr := d.record(ctx, st, ev); rerr != nil {
 			return nil, rerr
@@ -82,7 +82,7 @@ type evaluation struct {
 
 // evaluate runs Check's steps on a loaded state; it writes nothing. The
 // evaluation it returns (never nil) holds what passed, also on error.
-func (d *Device) evaluate(st *State, releaseEnvelope []byte, rootChain [][]byte, now time.Time) (*evaluation, error) {
+func (d *Device) evaluate(ctx context.Context, st *State, releaseEnvelope []byte, rootChain [][]byte, now time.Time) (*evaluation, error) {
 	ev := &evaluation{}
 	ref := now
 	if ref.Before(st.NewestCreated) {
@@ -95,6 +95,9 @@ func (d *Device) evaluate(st *State, releaseEnvelope []byte, rootChain [][]byte,
 		return ev, err
 	}
 	if err := d.checkImages(st, ev.rel); err != nil {
+		return ev, err
+	}
+	if err := d.checkSecondaries(ctx, ev.rel); err != nil {
 		return ev, err
 	}
 	plan, err := d.plan(st, ev, releaseEnvelope)
