@@ -105,6 +105,9 @@ func (d *Device) evaluate(ctx context.Context, st *State, releaseEnvelope []byte
 	if err := d.checkImages(st, ev.rel); err != nil {
 		return ev, err
 	}
+	if err := d.checkSecondaries(ctx, ev.rel); err != nil {
+		return ev, err
+	}
 	plan, err := d.plan(ctx, st, ev, releaseEnvelope)
 	ev.plan = plan
 	// Only a release that passed every check for this device moves the

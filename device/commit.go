@@ -30,8 +30,11 @@ func (d *Device) load(ctx context.Context) (*State, error) {
 }
 
 // Recover finishes what a crash interrupted: it points the bootloader at the
-// committed slots again where a Commit or Rollback was cut short. Install,
-// Commit and Rollback do it themselves; firmware may call it early at boot.
+// committed slots again where a Commit or Rollback was cut short, and hands
+// each Secondary its committed MCUboot image if it does not hold it (a
+// crash or a failed link after Commit: ErrSecondary when that fails again).
+// Install, Commit and Rollback repair the slots themselves; firmware may
+// call Recover early at boot, and again while a hand-over keeps failing.
 func (d *Device) Recover(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -40,8 +43,11 @@ func (d *Device) Recover(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	_, err = d.load(ctx)
-	return err
+	st, err := d.load(ctx)
+	if err != nil {
+		return err
+	}
+	return d.syncSecondaries(ctx, st)
 }
 
 // Commit makes the pending update the committed one, once the firmware has
@@ -100,6 +106,9 @@ func (d *Device) Commit(ctx context.Context) error {
 		if err := d.cfg.Slots.Activate(ctx, c, st.Installed[c].Slot); err != nil {
 			return fmt.Errorf("device: committed, but activating %s (repaired on the next operation): %w", c, err)
 		}
+	}
+	if err := d.syncSecondaries(ctx, st); err != nil {
+		return fmt.Errorf("device: committed, but (retried by Recover): %w", err)
 	}
 	return nil
 }

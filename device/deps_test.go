@@ -11,5 +11,5 @@ import (
 // library, klauspost/compress and upkit's format packages (DESIGN.md,
 // "Layout").
 func TestDependencies(t *testing.T) {
-	deps.Check(t, deps.Module+"/device", deps.Rules{Upkit: []string{"spec", "imagepkg", "manifest", "delta", "internal/atomicfile"}, Others: []string{"github.com/klauspost/compress"}})
+	deps.Check(t, deps.Module+"/device", deps.Rules{Upkit: []string{"spec", "imagepkg", "manifest", "delta", "mcuboot", "internal/atomicfile"}, Others: []string{"github.com/klauspost/compress"}})
 }

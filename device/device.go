@@ -93,6 +93,11 @@ type Config struct {
 	FS FS
 	// Limits bounds sizes (zero value: defaults).
 	Limits Limits
+	// Secondaries are the microcontrollers behind the device, by component:
+	// their images are MCUboot images (upkit pack --format mcuboot,
+	// imgtool sign), installed into Slots like any component and handed
+	// to the Secondary once committed (see Secondary). Nil: none.
+	Secondaries map[string]Secondary
 	// Progress, if set, is called as Install and Commit advance: after
 	// each buffer fetched, written or read back. It must return quickly;
 	// it is called from the goroutine running the operation.
@@ -168,6 +173,11 @@ func New(cfg Config) (*Device, error) {
 		return nil, fmt.Errorf("%w: no Hardware", ErrConfig)
 	case cfg.StagingDir == "":
 		return nil, fmt.Errorf("%w: no StagingDir", ErrConfig)
+	}
+	for c, s := range cfg.Secondaries {
+		if !validComponent(c) || s == nil {
+			return nil, fmt.Errorf("%w: secondary %q", ErrConfig, c)
+		}
 	}
 	if cfg.FS == nil {
 		cfg.FS = OSFS{}

@@ -83,7 +83,17 @@
 // its temporary and lock files) are opened without following symlinks and
 // must be regular files; nothing it opens can be a FIFO that blocks.
 //
+// # Microcontrollers
+//
+// A component listed as an MCUboot image (its package is its payload: the
+// image file) is installed into the slots as it is and checked there as
+// MCUboot will check it: hash, key hash among the trust root's release keys,
+// signature, version and security counter equal to the release's. With a
+// Secondary configured for the component (Config.Secondaries), its security
+// counter must not be above the image's, and Commit hands the committed
+// image to it; Recover retries a hand-over that failed (ErrSecondary).
+//
 // The package imports only the standard library, klauspost/compress and
-// upkit's format packages (spec, imagepkg, manifest, delta); a
+// upkit's format packages (spec, imagepkg, manifest, delta, mcuboot); a
 // test enforces it.
 package device

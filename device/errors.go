@@ -59,6 +59,10 @@ var (
 	ErrNotFound = errors.New("device: blob not found in source")
 	// ErrConfig: invalid Config or arguments.
 	ErrConfig = errors.New("device: invalid configuration")
+	// ErrSecondary: a Secondary's security counter could not be read, or
+	// handing an image over to it failed (the device's own update is
+	// committed; Recover retries the hand-over).
+	ErrSecondary = errors.New("device: hand-over to a secondary failed")
 )
 
 // ErrProduct: the release is for another product than the device's.

@@ -143,6 +143,11 @@ func (d *Device) Install(ctx context.Context, src Source, plan *Plan, now time.T
 		if err != nil {
 			return res, err
 		}
+		if img.IsMCUboot() {
+			if err := d.checkMCUboot(ctx, pi.Component, pi.Slot, pi.Version, pi.SecurityVersion, pi.PayloadSize, fresh.releaseKeys); err != nil {
+				return res, err
+			}
+		}
 		pending.Images[pi.Component] = InstalledImage{
 			Version:         pi.Version,
 			SecurityVersion: pi.SecurityVersion,
@@ -394,8 +399,20 @@ func (d *Device) download(ctx context.Context, src Source, component, digest str
 	return fetched, fmt.Errorf("device: reading %s past its end: %w", digest, io.ErrNoProgress)
 }
 
-// writePackage writes a verified package's payload to the plan's slot.
+// writePackage writes a verified package's payload to the plan's slot. An
+// MCUboot image is written as it is (checked once in the slot: Install).
 func (d *Device) writePackage(ctx context.Context, blob *stagedBlob, pi PlannedImage, img *manifest.Image, buf []byte) error {
+	if img.IsMCUboot() {
+		w, err := d.cfg.Slots.OpenWrite(ctx, pi.Component, pi.Slot)
+		if err != nil {
+			return err
+		}
+		if _, err := copyCtx(ctx, &progressWriter{w: io.NewOffsetWriter(w, 0), d: d, component: pi.Component, phase: PhaseWrite, total: pi.PayloadSize}, blob.reader(), buf); err != nil {
+			w.Close()
+			return fmt.Errorf("device: writing slot %s: %w", pi.Slot, err)
+		}
+		return finishSlot(w, pi)
+	}
 	p, err := imagepkg.Open(blob.reader())
 	if err != nil {
 		return fmt.Errorf("%w: package %s: %w", ErrDigest, pi.BlobDigest, err)

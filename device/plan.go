@@ -31,6 +31,7 @@ type Plan struct {
 	releaseEnvelope []byte
 	rootChain       [][]byte
 	installed       map[string]string // component -> committed payload digest, at Check
+	releaseKeys     []*spec.PublicKey // the verified root's release keys (MCUboot images)
 }
 
 // PlannedImage is one component of a Plan.
@@ -154,7 +155,12 @@ func (p *Plan) FetchBytes() (fetch, full int64) {
 // which passed the policy checks.
 func (d *Device) plan(ctx context.Context, st *State, ev *evaluation, releaseEnvelope []byte) (*Plan, error) {
 	rel := ev.rel
+	keys, err := releaseKeys(ev.root)
+	if err != nil {
+		return nil, err
+	}
 	plan := &Plan{
+		releaseKeys:     keys,
 		Product:         rel.Product,
 		ReleaseVersion:  rel.Version,
 		Created:         rel.Created,

@@ -26,8 +26,8 @@ type Image struct {
 	Version         string   `json:"version"`          // semantic version of the image
 	SecurityVersion uint64   `json:"securityVersion"`  // anti-rollback counter
 	Hardware        []string `json:"hardware"`         // 1 to MaxHardware distinct names, [A-Za-z0-9][A-Za-z0-9._:+-]*
-	Package         Blob     `json:"package"`          // the whole .upk file
-	Payload         Blob     `json:"payload"`          // the uncompressed payload inside it
+	Package         Blob     `json:"package"`          // the whole .upk file (or MCUboot image)
+	Payload         Blob     `json:"payload"`          // the uncompressed payload inside it (an MCUboot image's is itself)
 	Deltas          []Delta  `json:"deltas,omitempty"` // 0 to MaxDeltas patches that produce Payload
 }
 
@@ -304,6 +304,12 @@ func (r *Release) Image(component string) (*Image, bool) {
 	}
 	return nil, false
 }
+
+// IsMCUboot reports whether the release lists img as an MCUboot image
+// (docs/FORMAT.md, "MCUboot images"): a file that is its own payload,
+// installed as it is. An image package never is: its header precedes the
+// payload, so their digests differ.
+func (img *Image) IsMCUboot() bool { return img.Package == img.Payload }
 
 // Supports reports whether the image lists hardware (exact, case-sensitive
 // match). An image always lists at least one hardware name; there is no

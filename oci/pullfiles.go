@@ -34,7 +34,8 @@ type PullFile struct {
 	Size      int64
 	// Name is the file name to write it under, made from the signed
 	// release only (never from a layer title, which nothing signs):
-	// COMPONENT-VERSION.upk for a package, and
+	// COMPONENT-VERSION.upk for a package (COMPONENT-VERSION.bin for an
+	// MCUboot image: manifest.Image.IsMCUboot), and
 	// COMPONENT-VERSION-from-HEX12.delta for a delta, HEX12 the first 12
 	// hex digits of the payload digest it applies to. Names are safe
 	// (spec.CheckName, spec.CheckSemver) and distinct within a release.
@@ -134,8 +135,12 @@ func deltaFrom(img *manifest.Image, from string) (*manifest.Delta, bool) {
 }
 
 func packageFile(img *manifest.Image) PullFile {
+	ext := "upk"
+	if img.IsMCUboot() {
+		ext = "bin"
+	}
 	return PullFile{Component: img.Component, What: "package", Digest: img.Package.Digest, Size: img.Package.Size,
-		Name: fmt.Sprintf("%s-%s.upk", img.Component, img.Version)}
+		Name: fmt.Sprintf("%s-%s.%s", img.Component, img.Version, ext)}
 }
 
 func listedDeltaFile(img *manifest.Image, d manifest.Delta) PullFile {

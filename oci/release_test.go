@@ -124,6 +124,31 @@ func TestPlanAndFetchFiles(t *testing.T) {
 	sameFile(t, filepath.Join(dst, "rootfs-2.0.0-from-111111111111.delta"), f.files["rootfs.delta"])
 }
 
+// TestPlanFilesMCUbootName: an MCUboot image (a file that is its own
+// payload) is pulled as COMPONENT-VERSION.bin, not as a .upk package.
+func TestPlanFilesMCUbootName(t *testing.T) {
+	ctx := context.Background()
+	f := newReleaseFixture(t)
+	f.rel.Images[1].Version = "1.4.0+17"
+	f.rel.Images[1].Payload = f.rel.Images[1].Package
+	rel, err := oci.CollectRelease(ctx, f.envPath, f.envelope, f.rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := "oci:" + filepath.Join(t.TempDir(), "layout")
+	if _, err := oci.Push(ctx, layout+":3", rel, nil); err != nil {
+		t.Fatal(err)
+	}
+	pulled, err := oci.Pull(ctx, layout+":3", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pulled.PlanFiles(ctx, f.rel, oci.Want{Only: []string{"rootfs", "app"}}, nil)
+	if err != nil || len(plan.Files) != 3 || plan.Files[0].Name != "rootfs-2.0.0.upk" || plan.Files[2].Name != "app-1.4.0+17.bin" {
+		t.Fatalf("names: %+v %v", plan, err)
+	}
+}
+
 func TestAttachedDeltasFind(t *testing.T) {
 	ds := oci.AttachedDeltas{
 		{From: "a", To: "b", Digest: "big", Size: 100},

@@ -18,7 +18,9 @@ func demoCommand() *cli.Command {
 		Usage: "run the whole story on embedded defaults: keys, packages, delta, registry, device",
 		Description: `Runs upkit's main job end to end with nothing to set up and no network:
 a trust root with two release keys and threshold 2; two versions of a
-sample root filesystem and application packed and signed; a delta v1 -> v2;
+sample root filesystem and application packed and signed, and of a sensor
+MCU's firmware signed as an MCUboot image (what imgtool sign writes); the
+deltas v1 -> v2;
 both releases pushed to a registry (an embedded one on 127.0.0.1 unless
 --registry); a simulated device that installs v1, updates to v2 through the
 deltas and commits, then refuses a re-published v1 (rollback), a tampered

@@ -21,6 +21,8 @@ func TestDemo(t *testing.T) {
 		"refused, as it must be: a tampered delta blob",
 		"refused, as it must be: a release with 1 of 2 required signatures",
 		"rootfs 1.0.0 -> 2.0.0: delta",
+		"sensor 1.0.0 -> 2.0.0: delta",
+		"packed MCUboot image 1.0.0",
 		"committed release version 2",
 	} {
 		if !strings.Contains(r.stderr, want) {

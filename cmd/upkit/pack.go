@@ -31,24 +31,33 @@ else now; with SOURCE_DATE_EPOCH and an Ed25519 key, the same inputs give
 the same bytes. The package is written to a temporary file next to OUT and
 renamed only when complete. Prints the package digest on stdout.
 
+With --format mcuboot, INPUT is microcontroller firmware and OUT an MCUboot
+image, byte for byte what imgtool sign writes for the same options (named
+as imgtool's): the version (MAJOR.MINOR.PATCH[+BUILD]) goes in its header,
+the security version in its SEC_CNT TLV. It names no component or hardware:
+a release does (upkit release create --mcuboot COMPONENT@HW=FILE).
+
 Example:
    UPKIT_PASSWORD=secret upkit pack --type os --component rootfs \
      --version 1.4.0 --security-version 3 --hardware rpi4,rpi5 \
      --key release.key -o rootfs-1.4.0.upk rootfs.img
    SOURCE_DATE_EPOCH=1700000000 upkit pack --type app --component web \
      --version 2.0.1 --security-version 1 --hardware gw-100 --compress none \
-     --key release.key -o web.upk ./web-bundle/`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "type", Usage: "image `TYPE`: os, app, firmware or bootloader", Required: true},
-			&cli.StringFlag{Name: "component", Usage: "component `NAME` ([a-z0-9][a-z0-9._-]{0,63}, no ..)", Required: true},
+     --key release.key -o web.upk ./web-bundle/
+   upkit pack --format mcuboot --version 1.4.0+17 --security-version 3 \
+     --header-size 0x200 --pad-header --slot-size 0x60000 \
+     --key release.key -o sensor-1.4.0.bin zephyr.bin`,
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "type", Usage: "image `TYPE`: os, app, firmware or bootloader (required for .upk)"},
+			&cli.StringFlag{Name: "component", Usage: "component `NAME` ([a-z0-9][a-z0-9._-]{0,63}, no ..; required for .upk)"},
 			&cli.StringFlag{Name: "version", Usage: "image version, `SEMVER` (e.g. 1.4.0 or 2.0.0-rc.1)", Required: true},
 			&cli.Uint64Flag{Name: "security-version", Usage: "anti-rollback counter `N`: devices refuse images below the highest they committed", Required: true},
-			&cli.StringSliceFlag{Name: "hardware", Usage: "compatible hardware `HW[,HW...]` (repeatable)", Required: true},
+			&cli.StringSliceFlag{Name: "hardware", Usage: "compatible hardware `HW[,HW...]` (repeatable; required for .upk)"},
 			&cli.StringFlag{Name: "compress", Value: imagepkg.CompressionZstd, Usage: "payload compression `ALG`: zstd or none"},
 			&cli.StringFlag{Name: "key", Usage: "signing key `KEYREF`: key file (password from UPKIT_PASSWORD or a prompt) or KMS/pkcs11 URI", Required: true},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the package to `OUT.upk`", Required: true},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output (it is also off when stderr is not a terminal)"},
-		},
+		}, mcubootFlags()...),
 		Action: packAction,
 	}
 }
@@ -56,6 +65,11 @@ Example:
 func packAction(c *cli.Context) error {
 	if err := needArgs(c, 1, 1, "one INPUT file or directory"); err != nil {
 		return err
+	}
+	if mcu, err := packFormat(c); err != nil {
+		return err
+	} else if mcu {
+		return packMCUboot(c) // mcuboot.go
 	}
 	input, out := c.Args().First(), c.String("output")
 	var hardware []string

@@ -27,6 +27,7 @@ var readmeSections = []string{
 	"Publishing",
 	"Keys in an HSM",
 	"Try it without hardware",
+	"Microcontroller firmware (MCUboot)",
 }
 
 // readmeOutcomes are strings each section's output must contain: what the
@@ -42,6 +43,8 @@ var readmeOutcomes = map[string][]string{
 		"update/rootfs-1.5.0-from-",
 	},
 	"Try it without hardware": {"committed release version 12", `"releaseVersion": 12`},
+	"Microcontroller firmware (MCUboot)": {"verified sensor-1.4.0.bin: MCUboot image 1.4.0+17", "committed release version 13",
+		"committed release version 14", "sensor 1.4.0+17 -> 1.5.0+18: delta"},
 }
 
 // readmeBlocks returns the ```sh code blocks of a Markdown document, keyed

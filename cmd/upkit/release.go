@@ -9,6 +9,7 @@ import (
 
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/imagepkg"
+	"github.com/upkit/upkit/internal/cliutil"
 	"github.com/upkit/upkit/manifest"
 	"github.com/upkit/upkit/spec"
 )
@@ -46,19 +47,26 @@ version, hardware, payload digest and size), streams it to check its payload
 and computes the package digest and size. With --key or --root, a package
 whose signature does not verify against those keys (--root: its release
 keys) is refused. Each --delta patch must produce the payload of one of the
-packages; its base payload digest comes from the patch header. The creation
+packages; its base payload digest comes from the patch header. An MCUboot
+image is listed with --mcuboot COMPONENT@HW[,HW...]=FILE: the image names
+neither, the signed release does; its version and security version come
+from its header and SEC_CNT TLV, and the file is both package and payload
+(deltas between MCUboot images are made from the image files). The creation
 time is SOURCE_DATE_EPOCH when set, else now; --expires counts from it.
 Sign the result with "upkit release sign". OUT must not exist unless --force.
 
 Example:
    upkit release create --product gw --version 12 --expires 30d \
      --key release.pub -o release.json rootfs-1.5.0.upk app-2.1.0.upk \
-     --delta rootfs-1.4.0-1.5.0.delta`,
+     --delta rootfs-1.4.0-1.5.0.delta
+   upkit release create --product gw --version 13 --root root.json \
+     --mcuboot sensor@sensor-v2,sensor-v3=sensor-1.4.0.bin -o release.json rootfs-1.5.0.upk`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "product", Usage: "product `NAME` ([a-z0-9][a-z0-9._-]{0,63}, no ..)", Required: true},
 			&cli.Uint64Flag{Name: "version", Usage: "release version `N`: a sequence number devices never go below", Required: true},
 			&cli.StringFlag{Name: "expires", Value: "30d", Usage: "expiry: a `DURATION` after creation (30d, 12h) or an RFC 3339 time"},
 			&cli.StringSliceFlag{Name: "delta", Usage: "delta patch `FILE` to list (repeatable)"},
+			&cli.GenericFlag{Name: "mcuboot", Value: &cliutil.Strings{}, Usage: "MCUboot image to list, as `COMPONENT@HW[,HW...]=FILE`: the component and hardware it is for (an MCUboot image names neither) (repeatable)"},
 			&cli.StringSliceFlag{Name: "key", Usage: "public key `PUB` file the packages must be signed with (repeatable)"},
 			&cli.StringFlag{Name: "root", Usage: "trust root `ROOT.json`: packages must be signed by one of its release keys"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the manifest to `OUT.json`", Required: true},
@@ -69,7 +77,11 @@ Example:
 }
 
 func releaseCreateAction(c *cli.Context) error {
-	if err := needArgs(c, 1, manifest.MaxImages, fmt.Sprintf("1 to %d PACKAGE.upk files", manifest.MaxImages)); err != nil {
+	minArgs := 1 // none needed with --mcuboot images
+	if len(cliutil.StringsOf(c, "mcuboot")) > 0 {
+		minArgs = 0
+	}
+	if err := needArgs(c, minArgs, manifest.MaxImages, fmt.Sprintf("1 to %d PACKAGE.upk files", manifest.MaxImages)); err != nil {
 		return err
 	}
 	out := c.String("output")
@@ -109,6 +121,9 @@ func releaseCreateAction(c *cli.Context) error {
 			return usageError("%s: component %s is already given by another package (version %s)", path, other.Component, other.Version)
 		}
 		rel.Images = append(rel.Images, releaseImage(pf))
+	}
+	if err := releaseMCUboot(c, rel, keys); err != nil { // mcuboot.go
+		return err
 	}
 	for _, path := range c.StringSlice("delta") {
 		d, err := delta.InspectFile(path)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/upkit/upkit/delta"
+	"github.com/upkit/upkit/internal/report"
 	"github.com/upkit/upkit/manifest"
 	"github.com/upkit/upkit/oci"
 )
@@ -120,6 +121,16 @@ func TestReleaseCreateSignVerify(t *testing.T) {
 		t.Fatal("LooksLikeEnvelope(release) = false")
 	}
 	var human, js bytes.Buffer
+	printDocument := func(w *bytes.Buffer, data []byte, asJSON bool) error {
+		doc, err := report.NewDocument(data)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(w, doc)
+		}
+		return doc.WriteText(w)
+	}
 	if err := printDocument(&human, data, false); err != nil {
 		t.Fatal(err)
 	}

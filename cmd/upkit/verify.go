@@ -6,13 +6,13 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/upkit/upkit/imagepkg"
+	"github.com/upkit/upkit/internal/report"
 )
 
 func verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "verify",
-		Usage:     "verify an image package's signature, payload size and digest",
+		Usage:     "verify an image package's (or MCUboot image's) signature, payload size and digest",
 		ArgsUsage: "FILE.upk",
 		Description: `Checks, in one streaming pass with memory that does not grow with the
 package: the header and metadata, the signature by one of the --key public
@@ -26,10 +26,16 @@ verifies: a file payload to the file DEST, a directory (tar) payload to the
 new or empty directory DEST, refusing absolute paths, "..", links that
 leave DEST and device files.
 
+An MCUboot image (upkit pack --format mcuboot, imgtool sign) is checked as
+MCUboot checks it: the SHA-256 of header, firmware and protected TLVs
+against the SHA256 TLV, the KEYHASH naming one of the --key keys, and the
+signature (ECDSA P-256 or Ed25519).
+
 Example:
    upkit verify --key release.pub rootfs-1.4.0.upk
    upkit verify --key old.pub --key new.pub --json web.upk
-   upkit verify --key release.pub --extract ./web web-2.0.1.upk`,
+   upkit verify --key release.pub --extract ./web web-2.0.1.upk
+   upkit verify --key release.pub --json sensor-1.4.0.bin`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "key", Usage: "trusted public key `PUB` (PEM file; repeatable)", Required: true},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
@@ -50,44 +56,21 @@ func verifyAction(c *cli.Context) error {
 		return err
 	}
 	pp := newProgress(c, "verifying")
-	p, err := imagepkg.VerifyFile(c.Context, path, keys, dest, pp.Updater())
+	rep, err := report.Verify(c.Context, path, keys, dest, pp.Updater())
 	pp.Finish()
-	if p == nil && err != nil && !errors.Is(err, imagepkg.ErrRejected) {
-		return err // the file could not be read
+	if errors.Is(err, report.ErrNotExtractable) {
+		return usageError("--extract: %v", err)
 	}
-	info := &packageInfo{File: path}
-	if p != nil {
-		info = packageFields(path, p)
-	}
-	ok := err == nil
-	info.Verified = &ok
-	if err != nil {
-		if !errors.Is(err, imagepkg.ErrRejected) && !c.Bool("json") {
-			return err // an I/O problem, not a verdict on the package
-		}
-		info.Error = err.Error()
-	} else if dest != "" {
-		info.Extracted = dest
-	}
-	if c.Bool("json") {
-		if ok {
-			info.PayloadCheck = "ok"
-		}
-		if perr := printJSON(c.App.Writer, info); perr != nil {
+	if rep != nil && c.Bool("json") {
+		if perr := printJSON(c.App.Writer, rep); perr != nil {
 			return perr
 		}
 	}
 	if err != nil {
-		return verifyError(fmt.Errorf("%s: %w", path, err))
+		return verifyError(err)
 	}
 	if !c.Bool("json") {
-		m := p.Metadata
-		fmt.Fprintf(c.App.ErrWriter, "verified %s: %s %s (%s, security version %d, hardware %v), signed by %s (%s), payload %s %s\n",
-			path, m.Component, m.Version, m.Type, m.SecurityVersion, m.Hardware, p.KeyID, p.Algorithm,
-			humanSize(m.Payload.Size), m.Payload.SHA256)
-		if dest != "" {
-			fmt.Fprintf(c.App.ErrWriter, "extracted the %s payload to %s\n", m.Payload.Kind, dest)
-		}
+		fmt.Fprintln(c.App.ErrWriter, rep.Summary())
 	}
 	return nil
 }

@@ -96,3 +96,27 @@ func takesValue(cmd *cli.Command, a string) bool {
 	}
 	return false
 }
+
+// Strings is the value of a repeatable flag (a cli.GenericFlag) whose
+// values are kept whole: a cli.StringSliceFlag would split each at its
+// commas.
+type Strings []string
+
+// Set adds a value.
+func (s *Strings) Set(v string) error { *s = append(*s, v); return nil }
+
+// String returns the values, space-separated.
+func (s *Strings) String() string {
+	if s == nil {
+		return ""
+	}
+	return strings.Join(*s, " ")
+}
+
+// StringsOf returns the values of the Strings flag name.
+func StringsOf(c *cli.Context, name string) []string {
+	if s, ok := c.Generic(name).(*Strings); ok && s != nil {
+		return *s
+	}
+	return nil
+}

@@ -54,3 +54,20 @@ func TestFlagsFirstMissingValue(t *testing.T) {
 		t.Fatalf("a value flag at the end: %v", err)
 	}
 }
+
+// A Strings flag keeps each value whole, commas and all, in order.
+func TestStrings(t *testing.T) {
+	var got []string
+	app := &cli.App{Name: "upkit", Commands: []*cli.Command{{Name: "release",
+		Flags:  []cli.Flag{&cli.GenericFlag{Name: "mcuboot", Value: &Strings{}}},
+		Action: func(c *cli.Context) error { got = StringsOf(c, "mcuboot"); return nil }}}}
+	if err := app.Run([]string{"upkit", "release", "--mcuboot", "a@x,y=f", "--mcuboot", "b@z=g"}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, "|") != "a@x,y=f|b@z=g" {
+		t.Fatalf("values %q", got)
+	}
+	if StringsOf(cli.NewContext(app, nil, nil), "none") != nil {
+		t.Fatal("values of an absent flag")
+	}
+}

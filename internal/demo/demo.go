@@ -1,7 +1,7 @@
 // Package demo is the story `upkit demo` tells: keys and a trust root,
-// sample images packed and signed, deltas, releases published to a
-// registry, and a simulated device that installs, updates through the
-// deltas and refuses three attacks. Every step runs a real upkit command,
+// sample images packed and signed (a sensor MCU's firmware as an MCUboot
+// image), deltas, releases published to a registry, and a simulated device
+// that installs, updates through the deltas and refuses three attacks. Every step runs a real upkit command,
 // in-process, through the Runner the CLI passes, and prints it. The sample
 // images are generated (sample.go) around two embedded agent executables
 // (sample/).
@@ -228,7 +228,7 @@ func (d *demo) keysAndRoot() error {
 }
 
 func (d *demo) images() error {
-	d.section("Sample images: a root filesystem (tar) and an application executable, v1, v2 and v3")
+	d.section("Sample images: a root filesystem (tar), an application executable and MCU firmware, v1, v2 and v3")
 	d.imgs = map[string]string{}
 	for v := 1; v <= 3; v++ {
 		fs, err := RootFS(v)
@@ -245,7 +245,12 @@ func (d *demo) images() error {
 		if d.imgs[fmt.Sprintf("agent%d", v)], err = d.writeFile(agent, "images", fmt.Sprintf("agent-%d", v)); err != nil {
 			return err
 		}
-		d.say("   images/rootfs-%d.tar (%s), images/agent-%d (%s)", v, humanize.Bytes(int64(len(fs))), v, humanize.Bytes(int64(len(agent))))
+		fw := agent[:min(len(agent), 48<<10)] // stands in for a sensor MCU's firmware
+		if d.imgs[fmt.Sprintf("sensor%d", v)], err = d.writeFile(fw, "images", fmt.Sprintf("sensor-%d.bin", v)); err != nil {
+			return err
+		}
+		d.say("   images/rootfs-%d.tar (%s), images/agent-%d (%s), images/sensor-%d.bin (%s)", v, humanize.Bytes(int64(len(fs))),
+			v, humanize.Bytes(int64(len(agent))), v, humanize.Bytes(int64(len(fw))))
 	}
 	return nil
 }
@@ -266,6 +271,14 @@ func (d *demo) packAll() error {
 			}
 			d.pkgs[fmt.Sprintf("%s%d", comp.name, v)] = out
 		}
+		// The sensor MCU's firmware: an MCUboot image, signed by the same key.
+		out := d.path(fmt.Sprintf("v%d", v), fmt.Sprintf("sensor-%d.0.0.bin", v))
+		if _, err := d.must("pack", "--format", "mcuboot", "--version", fmt.Sprintf("%d.0.0", v), "--security-version", fmt.Sprint(v),
+			"--header-size", "0x200", "--pad-header", "--slot-size", "0x20000", "--key", d.key("release-a.key"), "-o", out,
+			d.imgs[fmt.Sprintf("sensor%d", v)]); err != nil {
+			return err
+		}
+		d.pkgs[fmt.Sprintf("sensor%d", v)] = out
 	}
 	return nil
 }
@@ -288,11 +301,12 @@ func (d *demo) verifyAndTamper() error {
 }
 
 func (d *demo) makeDeltas() error {
-	d.section("Deltas v1 -> v2 between the packages' payloads")
+	d.section("Deltas v1 -> v2 between the packages' payloads (and the MCUboot images)")
 	d.deltas = map[string]string{}
 	for _, dl := range []struct{ name, from, to, out string }{
 		{"rootfs", "rootfs1", "rootfs2", d.path("v2", "rootfs-1.0.0-2.0.0.delta")},
 		{"agent", "agent1", "agent2", d.path("v2", "agent-1.0.0-2.0.0.delta")},
+		{"sensor", "sensor1", "sensor2", d.path("v2", "sensor-1.0.0-2.0.0.delta")},
 		{"rootfs3", "rootfs2", "rootfs3", d.path("v3", "rootfs-2.0.0-3.0.0.delta")},
 	} {
 		if _, err := d.must("delta", "create", "--from", d.pkgs[dl.from], "--to", d.pkgs[dl.to], "-o", dl.out); err != nil {
@@ -309,7 +323,7 @@ func (d *demo) release(v int, signers []string, extra ...string) error {
 	out := d.path(fmt.Sprintf("v%d", v), "release.json")
 	args := []string{"release", "create", "--product", "demo-os", "--version", fmt.Sprint(v), "--expires", "30d",
 		"--root", d.root}
-	args = append(append(args, extra...), "-o", out)
+	args = append(append(args, extra...), "--mcuboot", fmt.Sprintf("sensor@%s=%s", Hardware, d.pkgs[fmt.Sprintf("sensor%d", v)]), "-o", out)
 	for _, comp := range []string{"rootfs", "agent"} {
 		args = append(args, d.pkgs[fmt.Sprintf("%s%d", comp, v)])
 	}
@@ -331,7 +345,7 @@ func (d *demo) makeReleases() error {
 	if err := d.release(1, bothKeys); err != nil {
 		return err
 	}
-	if err := d.release(2, bothKeys, "--delta", d.deltas["rootfs"], "--delta", d.deltas["agent"]); err != nil {
+	if err := d.release(2, bothKeys, "--delta", d.deltas["rootfs"], "--delta", d.deltas["agent"], "--delta", d.deltas["sensor"]); err != nil {
 		return err
 	}
 	_, err := d.must("release", "verify", "--root", d.root, "--hardware", Hardware, d.path("v2", "release.json"))

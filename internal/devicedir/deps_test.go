@@ -10,7 +10,7 @@ import (
 // library and the OCI source: never the signing stack or the CLI.
 func TestDependencies(t *testing.T) {
 	deps.Check(t, deps.Module+"/internal/devicedir", deps.Rules{
-		Upkit:     []string{"spec", "manifest", "imagepkg", "delta", "device", "oci", "internal/atomicfile"},
+		Upkit:     []string{"spec", "manifest", "imagepkg", "delta", "mcuboot", "device", "oci", "internal/atomicfile"},
 		Forbidden: []string{"github.com/sigstore/", "github.com/urfave/", "github.com/ThalesIgnite/", "github.com/miekg/pkcs11"},
 	})
 }
