@@ -133,10 +133,16 @@ func packInPlace(ctx context.Context, f *os.File, base int64, payload io.Reader,
 		return 0, fmt.Errorf("imagepkg: package file: %w", err)
 	}
 	h := sha256.New()
-	src := &ctxReader{ctx: ctx, r: payload, progress: opts.Progress}
-	cw := &countingWriter{w: f}
-	size, err := storePayload(cw, src, h, meta.Payload.Compression == CompressionZstd, opts.Concurrency)
-	stored := cw.n
+	var size, stored int64
+	if in, ok := payload.(*os.File); ok && meta.Payload.Compression != CompressionZstd && isRegular(in) {
+		size, err = copyFileHashed(ctx, f, in, h, opts.Progress)
+		stored = size
+	} else {
+		src := &ctxReader{ctx: ctx, r: payload, progress: opts.Progress}
+		cw := &countingWriter{w: f}
+		size, err = storePayload(cw, src, h, meta.Payload.Compression == CompressionZstd, opts.Concurrency)
+		stored = cw.n
+	}
 	if err != nil {
 		return 0, fmt.Errorf("imagepkg: storing the payload: %w", err)
 	}
@@ -155,6 +161,64 @@ func packInPlace(ctx context.Context, f *os.File, base int64, payload io.Reader,
 		return 0, fmt.Errorf("imagepkg: package file: %w", err)
 	}
 	return end, nil
+}
+
+func isRegular(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// kernelCopyStep is how much copyFileHashed copies between checks of ctx.
+const kernelCopyStep = 64 << 20
+
+// copyFileHashed stores the regular file src, from its current offset, at
+// dst's current offset, uncompressed: the kernel copies it
+// (copy_file_range) while another goroutine hashes it, reading it a second
+// time, so that the copy costs no time beyond the hash. src must not change
+// meanwhile: its size and modification time are compared before and after,
+// and the bytes copied must be the bytes hashed.
+func copyFileHashed(ctx context.Context, dst, src *os.File, h hash.Hash, progress func(int64)) (int64, error) {
+	start, err := src.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, err
+	}
+	before, err := src.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := before.Size() - start
+	var hashed int64
+	var hashErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r := &ctxReader{ctx: ctx, r: io.NewSectionReader(src, start, size), progress: progress}
+		hashed, hashErr = io.CopyBuffer(h, r, make([]byte, ReadBufferSize))
+	}()
+	var copied int64
+	for copied < size && err == nil {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		var k int64
+		k, err = io.CopyN(dst, src, min(kernelCopyStep, size-copied))
+		copied += k
+	}
+	<-done
+	if err != nil {
+		return copied, err
+	}
+	if hashErr != nil {
+		return copied, hashErr
+	}
+	after, err := src.Stat()
+	if err != nil {
+		return copied, err
+	}
+	if copied != size || hashed != size || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+		return copied, fmt.Errorf("input %s changed while being packed", src.Name())
+	}
+	return copied, nil
 }
 
 // hashRange writes bytes [base, base+n) of f to h, stopping when ctx is

