@@ -14,6 +14,7 @@
 #
 #   usage: bench/delta.sh [PAIR...]          (default: every pair)
 #   env:   BENCH_CACHE  corpus folder (default /tmp/ota-corpus), as corpus.sh
+#          BENCH_SHARED the shared bench folder (default ../shared/bench)
 #          BENCH_OUT    output markdown (default docs/PERFORMANCE-delta.md)
 #          BENCH_TOOLS  anchors of run 1 (default: all of anchors.sh)
 #   needs: go, and for the anchors: bsdiff xdelta3 zstd xz-utils time unzip
@@ -26,7 +27,7 @@ log() { echo "delta.sh: $*" >&2; }
 
 ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null) ||
   ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=$ROOT/../shared/bench
+SHARED=${BENCH_SHARED:-$ROOT/../shared/bench}
 [ -f "$SHARED/anchors.sh" ] && [ -f "$SHARED/corpus.sh" ] ||
   die "benchmark scripts not found in $SHARED (expected ../shared/bench next to the repository, with anchors.sh and corpus.sh)"
 CACHE=${BENCH_CACHE:-${TMPDIR:-/tmp}/ota-corpus}
