@@ -71,6 +71,16 @@ func Apply(ctx context.Context, old io.ReaderAt, oldSize int64, patch io.Reader,
 	a := &applier{h: h, old: old, br: bufio.NewReaderSize(dec, chunkSize), src: src, body: body, buf: buf, out: out}
 	sum.Reset()
 	a.sum = sum
+	if h.Version >= 3 {
+		refs, err := readRefs(a.br, h.OldSize, h.NewSize)
+		if err != nil {
+			if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBounds) {
+				return h, err
+			}
+			return h, a.bodyErr("the refs section", err)
+		}
+		a.refs = refs
+	}
 	if err := a.run(ctx); err != nil {
 		return h, err
 	}
@@ -111,6 +121,7 @@ type applier struct {
 	written int64
 	model   *diffModel // allocated at the first add run
 	rc      rangeCoder
+	refs    *refModel // version 3: the references to predict (nil: none)
 }
 
 type hashWriter interface {
@@ -254,6 +265,7 @@ func (a *applier) block(blockNo int) error {
 			return fmt.Errorf("delta: reading old image at %d: %w", a.oldPos, err)
 		}
 		if add > 0 {
+			a.refs.predict(dst, a.oldPos, a.written+int64(o))
 			if !coding {
 				if err := a.startCoded(blockNo); err != nil {
 					return err

@@ -35,6 +35,8 @@ type Options struct {
 	// MaxModelBits; default DefaultModelBits): more compresses better,
 	// and Apply needs about 5<<ModelBits bytes for it.
 	ModelBits int
+
+	noRefs bool // tests: no reference prediction
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -80,11 +82,13 @@ func (o *Options) withDefaults() (Options, error) {
 // writes nothing. Errors wrap ErrOptions (invalid Options) or ErrTooLarge,
 // or are ctx's or w's.
 func Create(ctx context.Context, old, new []byte, w io.Writer, opts *Options) (*Header, error) {
-	return writePatch(ctx, old, new, w, opts, func(emit emitFunc) error { return diff(ctx, old, new, emit) })
+	return writePatch(ctx, old, new, w, opts, func(emit emitFunc) error { return diff(ctx, old, new, emit) }, true)
 }
 
 // writePatch writes the patch whose operations ops emits.
-func writePatch(ctx context.Context, old, new []byte, w io.Writer, opts *Options, ops func(emitFunc) error) (*Header, error) {
+// With rematch, a second matching runs on views of the images in which
+// references read as their targets (see rematch).
+func writePatch(ctx context.Context, old, new []byte, w io.Writer, opts *Options, ops func(emitFunc) error, rematch bool) (*Header, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -111,14 +115,39 @@ func writePatch(ctx context.Context, old, new []byte, w io.Writer, opts *Options
 	// The diff coding of each block runs on a second goroutine while the
 	// matching goes on (blocks pass in order through a short channel, so
 	// the output does not depend on scheduling).
+	var list []op
+	if err := ops(func(oldPos, addLen, copyLen int) error {
+		list = append(list, op{oldPos, addLen, copyLen})
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	// The references to predict, from this first alignment.
+	var refs *refModel
+	if !o.noRefs {
+		refs = chooseRefs(old, new, list)
+		if refs != nil && rematch {
+			if list, refs, err = rematchRefs(ctx, old, new, list, refs); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	ectx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	blocks := make(chan pendingBlock, 2)
 	var raw bytes.Buffer
+	raw.Write(appendRefs(nil, refs))
 	encoded := make(chan error, 1)
-	go func() { encoded <- encodeBlocks(ectx, blocks, &raw, old, new, o.ModelBits) }()
+	go func() { encoded <- encodeBlocks(ectx, blocks, &raw, old, new, o.ModelBits, refs) }()
 	bw := &blockWriter{ctx: ectx, blocks: blocks, old: old, new: new, blockSize: o.BlockSize, ctrlSize: o.CtrlSize}
-	err = ops(bw.op)
+	for _, x := range list {
+		if err = bw.op(x.oldPos, x.add, x.copy); err != nil {
+			break
+		}
+	}
 	if err == nil {
 		err = bw.finish()
 	}
@@ -253,9 +282,9 @@ func (b *blockWriter) finish() error {
 // from in, in order: each block's header, control section, coded diff
 // (through the context-mixing model) and extra bytes, then the end marker
 // once in is closed. It stops early with ctx's error.
-func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer, old, new []byte, modelBits int) error {
+func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer, old, new []byte, modelBits int, refs *refModel) error {
 	var model *diffModel
-	var coded, dif []byte
+	var coded, dif, pred []byte
 	var hdr [2 * binary.MaxVarintLen64]byte
 	for blk := range in {
 		if err := ctx.Err(); err != nil {
@@ -269,6 +298,11 @@ func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer
 			rc := newEncoder(coded)
 			for _, r := range blk.runs {
 				o := old[r.oldPos : r.oldPos+r.n]
+				if refs.active() {
+					pred = append(pred[:0], o...)
+					refs.predict(pred, int64(r.oldPos), int64(r.newPos))
+					o = pred
+				}
 				nw := new[r.newPos : r.newPos+r.n]
 				dif = dif[:0]
 				for j := range o {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"flag"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
@@ -192,17 +193,22 @@ func TestSuffixArrayLarge(t *testing.T) {
 	}
 }
 
+// TestGolden pins the format: Create's output for fixed inputs must be
+// byte for byte the patch in testdata/golden (regenerate with -update after
+// a deliberate format change, and bump Version), and each golden patch must
+// apply. code.patch is raw code-like bytes; refs-*.patch are synthetic
+// programs of each architecture whose references all moved (format
+// version 3's reference prediction); code-v2.patch is the same pair as
+// code.patch in format version 2, which Apply still reads.
 func TestGolden(t *testing.T) {
 	dir := filepath.Join("testdata", "golden")
 	old := codeLike(10, 6000)
 	new := shiftPointers(old, 32, 3000, []byte("golden insertion"))
-	patch := createPatch(t, old, new, nil)
-	path := filepath.Join(dir, "code.patch")
 	if *update {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		for name, b := range map[string][]byte{"code.old": old, "code.new": new, "code.patch": patch} {
+		for name, b := range map[string][]byte{"code.old": old, "code.new": new} {
 			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -213,17 +219,49 @@ func TestGolden(t *testing.T) {
 			t.Fatalf("%s differs from the generated input (err %v); run go test -run TestGolden -update", name, err)
 		}
 	}
-	golden, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestGolden -update)", err)
+	pairs := []struct {
+		name     string
+		old, new []byte
+	}{{"code.patch", old, new}}
+	for _, arch := range []uint8{archX86, archARM64, archARM32, archThumb} {
+		p := newSynthProg(arch, 100+uint64(arch), 150)
+		pairs = append(pairs, struct {
+			name     string
+			old, new []byte
+		}{fmt.Sprintf("refs-%s.patch", archNames[arch]), p.image(1), p.image(2)})
 	}
-	if !bytes.Equal(patch, golden) {
-		t.Fatalf("Create output (%d bytes) differs from %s (%d bytes): the format or the encoder changed; review and run go test -run TestGolden -update", len(patch), path, len(golden))
+	for _, pr := range pairs {
+		t.Run(pr.name, func(t *testing.T) {
+			patch := createPatch(t, pr.old, pr.new, nil)
+			path := filepath.Join(dir, pr.name)
+			if *update {
+				if err := os.WriteFile(path, patch, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			golden, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -run TestGolden -update)", err)
+			}
+			if !bytes.Equal(patch, golden) {
+				t.Fatalf("Create output (%d bytes) differs from %s (%d bytes): the format or the encoder changed; review and run go test -run TestGolden -update", len(patch), path, len(golden))
+			}
+			got, h, err := applyPatch(pr.old, golden)
+			if err != nil || !bytes.Equal(got, pr.new) || h.Version != Version {
+				t.Fatalf("applying the golden patch: err %v, output equal %v, version %d", err, bytes.Equal(got, pr.new), h.Version)
+			}
+		})
 	}
-	got, _, err := applyPatch(old, golden)
-	if err != nil || !bytes.Equal(got, new) {
-		t.Fatalf("applying the golden patch: err %v, output equal %v", err, bytes.Equal(got, new))
-	}
+	t.Run("code-v2.patch", func(t *testing.T) {
+		v2, err := os.ReadFile(filepath.Join(dir, "code-v2.patch"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, h, err := applyPatch(old, v2)
+		if err != nil || !bytes.Equal(got, new) || h.Version != 2 {
+			t.Fatalf("applying the version 2 golden patch: err %v, output equal %v, version %d", err, bytes.Equal(got, new), h.Version)
+		}
+	})
 }
 
 // countingWriter counts what Apply writes.
@@ -261,7 +299,12 @@ func TestWrongBase(t *testing.T) {
 // raw builds a patch around a hand-written decompressed body. The header
 // describes old and new; fix may alter it before it is encoded.
 func raw(t *testing.T, old, new, body []byte, fix func(h *Header)) []byte {
-	return rawZ(t, old, new, compress(t, body, 1<<10), fix)
+	return rawZ(t, old, new, compress(t, append([]byte{archNone}, body...), 1<<10), fix)
+}
+
+// rawRefs is raw with a refs section (refs) before the blocks of body.
+func rawRefs(t *testing.T, old, new, refs, body []byte) []byte {
+	return rawZ(t, old, new, compress(t, append(bytes.Clone(refs), body...), 1<<10), nil)
 }
 
 // compress returns body as one zstd frame with the given window.
@@ -372,7 +415,7 @@ func TestCorruptPatches(t *testing.T) {
 		{"coded diff too long", old, raw(t, old, new, append(block(16, [][3]int64{{0, 10, 6}}, append(zeroDiff(old[:10]), 0), []byte("ABCDEF")), 0), nil), ErrCorrupt},
 		{"data after end marker", old, raw(t, old, new, append(bytes.Clone(good), 0, 1), nil), ErrCorrupt},
 		{"no end marker", old, raw(t, old, new, good, nil), ErrTruncated},
-		{"window above bound", old, rawZ(t, old, new, rawFrame(append(bytes.Clone(good), 0), 20), nil), ErrBounds},
+		{"window above bound", old, rawZ(t, old, new, rawFrame(append(append([]byte{archNone}, good...), 0), 20), nil), ErrBounds},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -498,7 +541,7 @@ func TestApplyMemoryFlat(t *testing.T) {
 		}
 		var patch bytes.Buffer
 		// Identity-aligned operations, built without the suffix array.
-		h, err := writePatch(context.Background(), old, new, &patch, nil, func(emit emitFunc) error { return emit(0, size, 0) })
+		h, err := writePatch(context.Background(), old, new, &patch, nil, func(emit emitFunc) error { return emit(0, size, 0) }, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,7 +16,10 @@ const Magic = "\x89UPD\r\n\x1a\n"
 // Version is the patch format version this package reads and writes.
 // Version 2 changed the diff coder (subgroup flags, recent-value
 // decisions); version 1 patches are refused with ErrVersion.
-const Version = 2
+const Version = 3
+
+// minVersion is the oldest format version Apply still reads.
+const minVersion = 2
 
 // HeaderSize is the size in bytes of the fixed patch header.
 const HeaderSize = 116
@@ -192,8 +195,8 @@ func parseHeader(b []byte) (*Header, error) {
 		CtrlSize:  le.Uint32(b[20:]),
 		ModelBits: b[11],
 	}
-	if h.Version != Version {
-		return nil, fmt.Errorf("%w: version %d (this build reads %d)", ErrVersion, h.Version, Version)
+	if h.Version < minVersion || h.Version > Version {
+		return nil, fmt.Errorf("%w: version %d (this build reads %d..%d)", ErrVersion, h.Version, minVersion, Version)
 	}
 	if h.Algorithm != AlgBlocksZstd {
 		return nil, fmt.Errorf("%w: algorithm %d", ErrVersion, b[10])
@@ -220,7 +223,7 @@ func parseHeader(b []byte) (*Header, error) {
 // check verifies every field against the fixed limits.
 func (h *Header) check() error {
 	switch {
-	case h.Version != Version || h.Algorithm != AlgBlocksZstd:
+	case h.Version < minVersion || h.Version > Version || h.Algorithm != AlgBlocksZstd:
 		return fmt.Errorf("%w: version %d algorithm %d", ErrVersion, h.Version, h.Algorithm)
 	case h.Window < MinWindow || h.Window > MaxWindow || h.Window&(h.Window-1) != 0:
 		return fmt.Errorf("%w: window %d (power of two in %d..%d)", ErrBounds, h.Window, MinWindow, MaxWindow)
