@@ -122,6 +122,7 @@ type applier struct {
 	model   *diffModel // allocated at the first add run
 	rc      rangeCoder
 	refs    *refModel // version 3: the references to predict (nil: none)
+	lit     *litModel // version 3: extra bytes' model, allocated at the first copy
 }
 
 type hashWriter interface {
@@ -295,21 +296,49 @@ func (a *applier) block(blockNo int) error {
 	} else if a.rc.limit != 0 {
 		return fmt.Errorf("%w: block %d: %d bytes of the coded diff unused", ErrCorrupt, blockNo, a.rc.limit)
 	}
-	// Second pass: the copy runs, from the extra section.
+	// Second pass: the copy runs, from the extra section (version 3: coded
+	// by the literal model, its length first).
 	ops = a.ctrl
 	o = 0
+	coding = false
 	for len(ops) > 0 {
 		_, n1 := binary.Varint(ops)
 		add, n2 := binary.Uvarint(ops[n1:])
 		cp, n3 := binary.Uvarint(ops[n1+n2:])
 		ops = ops[n1+n2+n3:]
 		o += int(add)
-		if cp > 0 {
-			if _, err := io.ReadFull(a.br, a.blk[o:o+int(cp)]); err != nil {
+		if cp == 0 {
+			continue
+		}
+		dst := a.blk[o : o+int(cp)]
+		o += int(cp)
+		if a.h.Version < 3 {
+			if _, err := io.ReadFull(a.br, dst); err != nil {
 				return a.bodyErr("an extra section", err)
 			}
-			o += int(cp)
+			continue
 		}
+		if !coding {
+			n, err := binary.ReadUvarint(a.br)
+			if err != nil {
+				return a.bodyErr("a coded extra length", err)
+			}
+			if n < 4 || n > MaxImageSize*2 {
+				return fmt.Errorf("%w: block %d: coded extra of %d bytes", ErrCorrupt, blockNo, n)
+			}
+			if a.lit == nil {
+				a.lit = newLitModel(int(a.h.ModelBits))
+			}
+			a.rc.initDecoder(a.br, int64(n))
+			coding = true
+		}
+		a.lit.code(&a.rc, dst)
+		if a.rc.err != nil {
+			return a.codedErr(blockNo)
+		}
+	}
+	if coding && a.rc.limit != 0 {
+		return fmt.Errorf("%w: block %d: %d bytes of the coded extra unused", ErrCorrupt, blockNo, a.rc.limit)
 	}
 	return nil
 }

@@ -284,7 +284,8 @@ func (b *blockWriter) finish() error {
 // once in is closed. It stops early with ctx's error.
 func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer, old, new []byte, modelBits int, refs *refModel) error {
 	var model *diffModel
-	var coded, dif, pred []byte
+	var lit *litModel
+	var coded, dif, pred, extra []byte
 	var hdr [2 * binary.MaxVarintLen64]byte
 	for blk := range in {
 		if err := ctx.Err(); err != nil {
@@ -318,8 +319,19 @@ func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer
 		raw.Write(blk.ctrl)
 		raw.Write(binary.AppendUvarint(hdr[:0], uint64(len(coded))))
 		raw.Write(coded)
+		extra = extra[:0]
 		for _, c := range blk.copies {
-			raw.Write(new[c.newPos : c.newPos+c.n])
+			extra = append(extra, new[c.newPos:c.newPos+c.n]...)
+		}
+		if len(extra) > 0 {
+			if lit == nil {
+				lit = newLitModel(modelBits)
+			}
+			rc := newEncoder(coded[:0])
+			lit.code(rc, extra)
+			coded = rc.finish()
+			raw.Write(binary.AppendUvarint(hdr[:0], uint64(len(coded))))
+			raw.Write(coded)
 		}
 	}
 	raw.WriteByte(0) // end marker

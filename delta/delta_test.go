@@ -348,7 +348,8 @@ func rawZ(t *testing.T, old, new, z []byte, fix func(h *Header)) []byte {
 }
 
 // block encodes one block: ops are (seek, add, copy) triples; diffs of add
-// runs are coded against old (zero diff: old bytes copied); extra follows.
+// runs are coded against old (zero diff: old bytes copied); the extra bytes
+// follow, coded by a fresh literal model.
 func block(outLen int, ops [][3]int64, coded []byte, extra []byte) []byte {
 	var ctrl []byte
 	for _, op := range ops {
@@ -361,7 +362,19 @@ func block(outLen int, ops [][3]int64, coded []byte, extra []byte) []byte {
 	b = append(b, ctrl...)
 	b = binary.AppendUvarint(b, uint64(len(coded)))
 	b = append(b, coded...)
-	return append(b, extra...)
+	if len(extra) == 0 {
+		return b
+	}
+	c := litCode(extra)
+	b = binary.AppendUvarint(b, uint64(len(c)))
+	return append(b, c...)
+}
+
+// litCode codes extra bytes with a fresh literal model of MinModelBits.
+func litCode(extra []byte) []byte {
+	rc := newEncoder(nil)
+	newLitModel(MinModelBits).code(rc, extra)
+	return rc.finish()
 }
 
 // zeroDiff codes n zero diff bytes over old with a fresh model.

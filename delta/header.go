@@ -132,7 +132,11 @@ func (h *Header) PatchSize() int64 { return HeaderSize + h.BodySize }
 // buffers and decoder (window, block and control buffers); the rest is a
 // small constant.
 func (h *Header) MaxApplyMemory() int64 {
-	return 2*int64(h.Window) + int64(h.BlockSize) + int64(h.CtrlSize) + modelMemory(int(h.ModelBits))
+	n := 2*int64(h.Window) + int64(h.BlockSize) + int64(h.CtrlSize) + modelMemory(int(h.ModelBits))
+	if h.Version >= 3 {
+		n += litMemory(int(h.ModelBits)) + refsMemory
+	}
+	return n
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)

@@ -44,9 +44,13 @@ var archNames = [...]string{"none", "x86-64", "arm64", "arm", "thumb"}
 const (
 	// MaxRefSegments bounds the segments described for each image.
 	MaxRefSegments = 64
-	// MaxRefEntries bounds the target map (16 bytes each in memory: 8 MiB).
-	MaxRefEntries = 512 << 10
+	// MaxRefEntries bounds the target map (16 bytes each in memory: 2 MiB).
+	MaxRefEntries = 128 << 10
 )
+
+// refsMemory bounds the memory of a refs section: the target map and both
+// segment lists at their limits.
+const refsMemory = 16*MaxRefEntries + 2*MaxRefSegments*32
 
 // Segment kinds.
 const (
