@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 
 	"github.com/klauspost/compress/zstd"
@@ -238,7 +239,7 @@ func (b *blockWriter) op(oldPos, addLen, copyLen int) error {
 			b.runs = append(b.runs, addRun{oldPos: oldPos, newPos: b.newPos, n: a})
 		}
 		if c > 0 {
-			b.copies = append(b.copies, addRun{newPos: b.newPos + a, n: c})
+			b.copies = append(b.copies, addRun{oldPos: int(b.oldCursor), newPos: b.newPos + a, n: c})
 		}
 		b.newPos += a + c
 		b.out += a + c
@@ -285,7 +286,9 @@ func (b *blockWriter) finish() error {
 func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer, old, new []byte, modelBits int, refs *refModel) error {
 	var model *diffModel
 	var lit *litModel
-	var coded, dif, pred, extra []byte
+	var coded, dif, pred, extra, oc, ctrl []byte
+	var cm *ctrlModel
+	var statCtrl, statDiff, statExtra int
 	var hdr [2 * binary.MaxVarintLen64]byte
 	for blk := range in {
 		if err := ctx.Err(); err != nil {
@@ -313,28 +316,48 @@ func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer
 			}
 			coded = rc.finish()
 		}
+		// The control section, coded.
+		if cm == nil {
+			cm = newCtrlModel()
+		}
+		rc := newEncoder(ctrl[:0])
+		for ops := blk.ctrl; len(ops) > 0; {
+			seek, n1 := binary.Varint(ops)
+			add, n2 := binary.Uvarint(ops[n1:])
+			cp, n3 := binary.Uvarint(ops[n1+n2:])
+			ops = ops[n1+n2+n3:]
+			cm.op(rc, seek, add, cp)
+		}
+		ctrl = rc.finish()
 		h := binary.AppendUvarint(hdr[:0], uint64(blk.out))
-		h = binary.AppendUvarint(h, uint64(len(blk.ctrl)))
+		h = binary.AppendUvarint(h, uint64(len(ctrl)))
 		raw.Write(h)
-		raw.Write(blk.ctrl)
+		raw.Write(ctrl)
+		statCtrl += len(ctrl)
 		raw.Write(binary.AppendUvarint(hdr[:0], uint64(len(coded))))
 		raw.Write(coded)
-		extra = extra[:0]
+		statDiff += len(coded)
+		extra, oc = extra[:0], oc[:0]
 		for _, c := range blk.copies {
 			extra = append(extra, new[c.newPos:c.newPos+c.n]...)
+			oc = appendOld(oc, old, c.oldPos, c.n)
 		}
 		if len(extra) > 0 {
 			if lit == nil {
 				lit = newLitModel(modelBits)
 			}
 			rc := newEncoder(coded[:0])
-			lit.code(rc, extra)
+			lit.code(rc, extra, oc)
 			coded = rc.finish()
 			raw.Write(binary.AppendUvarint(hdr[:0], uint64(len(coded))))
 			raw.Write(coded)
+			statExtra += len(coded)
 		}
 	}
 	raw.WriteByte(0) // end marker
+	if debugRefs {
+		fmt.Fprintf(os.Stderr, "sections: ctrl %d, coded diff %d, coded extra %d (raw stream %d)\n", statCtrl, statDiff, statExtra, raw.Len())
+	}
 	return nil
 }
 
@@ -345,5 +368,19 @@ type pendingBlock struct {
 	runs, copies []addRun
 }
 
-// addRun is one add operation: n bytes at oldPos in old and newPos in new.
+// addRun is one add operation: n bytes at oldPos in old and newPos in new
+// (for a copy span, oldPos is the old cursor where the span starts).
 type addRun struct{ oldPos, newPos, n int }
+
+// appendOld appends the n old bytes from pos (zeros past the end of old):
+// the context of extra bytes whose old cursor is at pos.
+func appendOld(b, old []byte, pos, n int) []byte {
+	if pos < len(old) {
+		b = append(b, old[pos:min(pos+n, len(old))]...)
+		n -= min(n, len(old)-pos)
+	}
+	for ; n > 0; n-- {
+		b = append(b, 0)
+	}
+	return b
+}

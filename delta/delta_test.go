@@ -347,33 +347,45 @@ func rawZ(t *testing.T, old, new, z []byte, fix func(h *Header)) []byte {
 	return append(hb, z...)
 }
 
-// block encodes one block: ops are (seek, add, copy) triples; diffs of add
+// block encodes one block: ops are (seek, add, copy) triples, coded by a
+// fresh control model; diffs of add
 // runs are coded against old (zero diff: old bytes copied); the extra bytes
-// follow, coded by a fresh literal model.
-func block(outLen int, ops [][3]int64, coded []byte, extra []byte) []byte {
-	var ctrl []byte
+// follow, coded by a fresh literal model with the old bytes at each copy's
+// cursor as context (the cursor starts at 0).
+func block(old []byte, outLen int, ops [][3]int64, coded []byte, extra []byte) []byte {
+	var oc []byte
+	cur, e := int64(0), 0
 	for _, op := range ops {
-		ctrl = binary.AppendVarint(ctrl, op[0])
-		ctrl = binary.AppendUvarint(ctrl, uint64(op[1]))
-		ctrl = binary.AppendUvarint(ctrl, uint64(op[2]))
+		cur += op[0] + op[1]
+		if n := int(min(op[2], int64(len(extra)-e))); n > 0 && cur >= 0 {
+			oc = appendOld(oc, old, int(cur), n)
+			e += n
+		}
 	}
+	rc := newEncoder(nil)
+	cm := newCtrlModel()
+	for _, op := range ops {
+		cm.op(rc, op[0], uint64(op[1]), uint64(op[2]))
+	}
+	cc := rc.finish()
 	b := binary.AppendUvarint(nil, uint64(outLen))
-	b = binary.AppendUvarint(b, uint64(len(ctrl)))
-	b = append(b, ctrl...)
+	b = binary.AppendUvarint(b, uint64(len(cc)))
+	b = append(b, cc...)
 	b = binary.AppendUvarint(b, uint64(len(coded)))
 	b = append(b, coded...)
 	if len(extra) == 0 {
 		return b
 	}
-	c := litCode(extra)
+	c := litCodeOld(extra, append(oc, make([]byte, len(extra)-len(oc))...))
 	b = binary.AppendUvarint(b, uint64(len(c)))
 	return append(b, c...)
 }
 
-// litCode codes extra bytes with a fresh literal model of MinModelBits.
-func litCode(extra []byte) []byte {
+// litCodeOld codes extra bytes with a fresh literal model of MinModelBits
+// and the old bytes old as their context.
+func litCodeOld(extra, old []byte) []byte {
 	rc := newEncoder(nil)
-	newLitModel(MinModelBits).code(rc, extra)
+	newLitModel(MinModelBits).code(rc, extra, old)
 	return rc.finish()
 }
 
@@ -388,7 +400,7 @@ func zeroDiff(old []byte) []byte {
 func TestCorruptPatches(t *testing.T) {
 	old := []byte("0123456789abcdef")
 	new := []byte("0123456789ABCDEF")
-	good := block(16, [][3]int64{{0, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF"))
+	good := block(old, 16, [][3]int64{{0, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF"))
 	valid := raw(t, old, new, append(bytes.Clone(good), 0), nil)
 	if got, _, err := applyPatch(old, valid); err != nil || !bytes.Equal(got, new) {
 		t.Fatalf("hand-made patch does not apply: %v", err)
@@ -415,17 +427,17 @@ func TestCorruptPatches(t *testing.T) {
 		{"trailing zstd frame", old, append(bytes.Clone(valid), valid[HeaderSize:]...), ErrTrailingData},
 		{"body shorter than declared", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.BodySize += 3 }), ErrTruncated},
 		{"new digest", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.NewSHA256[0] ^= 1 }), ErrNewDigest},
-		{"add past end of old", old, raw(t, old, new, append(block(16, [][3]int64{{8, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
-		{"seek before start of old", old, raw(t, old, new, append(block(16, [][3]int64{{-1, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
-		{"seek past end of old", old, raw(t, old, new, append(block(16, [][3]int64{{17, 0, 16}}, nil, new), 0), nil), ErrBounds},
-		{"output longer than declared", old, raw(t, old, new, append(block(17, [][3]int64{{0, 10, 7}}, zeroDiff(old[:10]), []byte("ABCDEFG")), 0), nil), ErrBounds},
-		{"output shorter than declared", old, raw(t, old, new, append(block(15, [][3]int64{{0, 10, 5}}, zeroDiff(old[:10]), []byte("ABCDE")), 0), nil), ErrCorrupt},
+		{"add past end of old", old, raw(t, old, new, append(block(old, 16, [][3]int64{{8, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
+		{"seek before start of old", old, raw(t, old, new, append(block(old, 16, [][3]int64{{-1, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
+		{"seek past end of old", old, raw(t, old, new, append(block(old, 16, [][3]int64{{17, 0, 16}}, nil, new), 0), nil), ErrBounds},
+		{"output longer than declared", old, raw(t, old, new, append(block(old, 17, [][3]int64{{0, 10, 7}}, zeroDiff(old[:10]), []byte("ABCDEFG")), 0), nil), ErrBounds},
+		{"output shorter than declared", old, raw(t, old, new, append(block(old, 15, [][3]int64{{0, 10, 5}}, zeroDiff(old[:10]), []byte("ABCDE")), 0), nil), ErrCorrupt},
 		{"block above block size", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.BlockSize = 8 }), ErrBounds},
 		{"control above bound", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.CtrlSize = 2 }), ErrBounds},
-		{"operation outside block", old, raw(t, old, new, append(block(16, [][3]int64{{0, 10, 7}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
-		{"operations short of block", old, raw(t, old, new, append(block(16, [][3]int64{{0, 10, 5}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrCorrupt},
-		{"empty operation", old, raw(t, old, new, append(block(16, [][3]int64{{0, 0, 0}, {0, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
-		{"coded diff too long", old, raw(t, old, new, append(block(16, [][3]int64{{0, 10, 6}}, append(zeroDiff(old[:10]), 0), []byte("ABCDEF")), 0), nil), ErrCorrupt},
+		{"operation outside block", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 10, 7}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
+		{"operations short of block", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 10, 5}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds}, // the decoder reads on: an empty operation
+		{"empty operation", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 0, 0}, {0, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
+		{"coded diff too long", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 10, 6}}, append(zeroDiff(old[:10]), 0), []byte("ABCDEF")), 0), nil), ErrCorrupt},
 		{"data after end marker", old, raw(t, old, new, append(bytes.Clone(good), 0, 1), nil), ErrCorrupt},
 		{"no end marker", old, raw(t, old, new, good, nil), ErrTruncated},
 		{"window above bound", old, rawZ(t, old, new, rawFrame(append(append([]byte{archNone}, good...), 0), 20), nil), ErrBounds},

@@ -45,7 +45,7 @@ func FuzzApply(f *testing.F) {
 	// Hand-made patches whose zstd frames carry no checksum, so that
 	// mutations reach the block parser and the diff decoder.
 	new := append(bytes.Clone(old[:1000]), "ABCDEF"...)
-	body := block(1006, [][3]int64{{0, 1000, 6}}, zeroDiff(old[:1000]), []byte("ABCDEF"))
+	body := block(old, 1006, [][3]int64{{0, 1000, 6}}, zeroDiff(old[:1000]), []byte("ABCDEF"))
 	f.Add(rawNoCRC(old, new, append(append([]byte{archNone}, body...), 0)))
 
 	f.Fuzz(func(t *testing.T, patch []byte) {

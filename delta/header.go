@@ -134,7 +134,7 @@ func (h *Header) PatchSize() int64 { return HeaderSize + h.BodySize }
 func (h *Header) MaxApplyMemory() int64 {
 	n := 2*int64(h.Window) + int64(h.BlockSize) + int64(h.CtrlSize) + modelMemory(int(h.ModelBits))
 	if h.Version >= 3 {
-		n += litMemory(int(h.ModelBits)) + refsMemory
+		n += litMemory(int(h.ModelBits)) + refsMemory + ctrlMemory
 	}
 	return n
 }

@@ -15,31 +15,33 @@ package delta
 // from block to block; memory is litMemory(ModelBits), whatever the image.
 
 const (
-	litInputs   = 8  // order 0, orders 1-4 and 6, sparse, match
+	litInputs   = 11 // order 0, orders 1-4 and 6, sparse, match, old byte (2 contexts and a match)
 	litMinMatch = 5  // bytes hashed to find a match
 	lrLit       = 14 // mixer learning rate (error x rate / 65536 per unit input)
 )
 
 // litMemory is the memory of a litModel of size bits (Header.ModelBits):
-// 6 hashed tables of 1<<(bits-1) counters in one, the history of
+// 8 hashed tables of 1<<(bits-1) counters in one, the history of
 // 1<<(bits+1) bytes and its hash index of 1<<(bits-2) positions, plus the
 // fixed part.
 func litMemory(bits int) int64 {
-	return 2*(6<<(bits-1)) + 1<<(bits+1) + 4<<(bits-2) + litFixed
+	return 2*(8<<(bits-1)) + 1<<(bits+1) + 4<<(bits-2) + litFixed
 }
 
 // litFixed bounds the rest of a litModel: order-0 and match counters and
 // the mixer weights (TestModelMemory checks it).
-const litFixed = 24 << 10
+const litFixed = 40 << 10
 
 type litModel struct {
 	st     *cmTables // stretch, squash and counter update
 	tabs   cmTables
 	tbits  uint
-	t      []counter // 6 tables of 1<<tbits: orders 1, 2, 3, 4, 6, sparse
+	t      []counter // 8 tables of 1<<tbits: orders 1, 2, 3, 4, 6, sparse, old byte, old and previous byte
 	o0     [256]counter
 	mc     [64 * 2]counter // match: (length bucket, expected bit)
-	w      [4 * 8][litInputs]int32
+	oc     [32 * 2]counter // old byte: (agreement bucket, expected bit)
+	agree  uint32          // recent bytes equal to their old byte, in a row
+	w      [4 * 4 * 8][litInputs]int32
 	hist   []byte   // ring of the last extra bytes (a power of two)
 	hmask  uint32   // len(hist)-1
 	hidx   []uint32 // hash of the last litMinMatch bytes -> position+1
@@ -53,7 +55,7 @@ type litModel struct {
 func newLitModel(bits int) *litModel {
 	m := &litModel{
 		tbits: uint(bits - 1),
-		t:     make([]counter, 6<<(bits-1)),
+		t:     make([]counter, 8<<(bits-1)),
 		hist:  make([]byte, 1<<(bits+1)),
 		hmask: 1<<(bits+1) - 1,
 		hidx:  make([]uint32, 1<<(bits-2)),
@@ -69,6 +71,9 @@ func newLitModel(bits int) *litModel {
 	for i := range m.mc {
 		m.mc[i] = counterInit
 	}
+	for i := range m.oc {
+		m.oc[i] = counterInit
+	}
 	for i := range m.w {
 		for j := range m.w[i] {
 			m.w[i][j] = 1 << 14
@@ -78,22 +83,25 @@ func newLitModel(bits int) *litModel {
 }
 
 // code codes the bytes b (encoding), or decodes len(b) bytes into b
-// (c.dec), and moves the model over them.
-func (m *litModel) code(c *rangeCoder, b []byte) {
+// (c.dec), and moves the model over them. o holds, for each byte, the old
+// byte where the alignment before it would continue (its context).
+func (m *litModel) code(c *rangeCoder, b, o []byte) {
 	st := m.st
 	tmask := uint32(1)<<m.tbits - 1
 	for k := range b {
 		c8 := m.c8
-		m.hashes = [6]uint32{
+		ob := uint32(o[k])
+		hs := [8]uint32{
 			hash32(uint32(c8&0xFF), 0x101),
 			hash32(uint32(c8&0xFFFF), 0x202),
 			hash32(uint32(c8&0xFFFFFF), 0x303),
 			hash32(uint32(c8), 0x404),
 			hash32(uint32(c8)^uint32(c8>>32&0xFFFF)*0x2F0B4A13, 0x606),
 			hash32(uint32(c8>>16&0xFFFF)|(m.pos&3)<<16, 0x707),
+			hash32(ob|min(m.agree, 3)<<8, 0x808),
+			hash32(ob|uint32(c8&0xFFFF)<<8, 0x909),
 		}
-		var pb uint32 // the match's predicted byte, 256 when none
-		pb = 256
+		pb := uint32(256) // the match's predicted byte, 256 when none
 		if m.mlen > 0 {
 			pb = uint32(m.hist[m.mptr&m.hmask])
 		}
@@ -101,6 +109,7 @@ func (m *litModel) code(c *rangeCoder, b []byte) {
 		if m.mlen > 32 {
 			lb = 16 + min((m.mlen-32)/32, 15)
 		}
+		ab := min(m.agree, 15)
 		var y byte
 		if !c.dec {
 			y = b[k]
@@ -109,15 +118,22 @@ func (m *litModel) code(c *rangeCoder, b []byte) {
 		for i := 7; i >= 0; i-- {
 			var cs [litInputs]*counter
 			cs[0] = &m.o0[node]
-			for j := 0; j < 6; j++ {
-				cs[j+1] = &m.t[uint32(j)<<m.tbits+(hash32(m.hashes[j], node)&tmask)]
+			for j := 0; j < 8; j++ {
+				cs[j+1] = &m.t[uint32(j)<<m.tbits+(hash32(hs[j], node)&tmask)]
 			}
 			exp := uint32(2)
 			if pb < 256 && (pb|256)>>(i+1) == node {
 				exp = pb >> i & 1
-				cs[7] = &m.mc[lb*2+exp]
+				cs[9] = &m.mc[lb*2+exp]
 			} else {
-				cs[7] = &m.mc[0] // no match: a near-even input
+				cs[9] = &m.mc[0] // no match: a near-even input
+			}
+			oexp := uint32(2)
+			if (ob|256)>>(i+1) == node {
+				oexp = ob >> i & 1
+				cs[10] = &m.oc[ab*2+oexp]
+			} else {
+				cs[10] = &m.oc[1]
 			}
 			var s [litInputs]int32
 			var dot int64
@@ -125,7 +141,11 @@ func (m *litModel) code(c *rangeCoder, b []byte) {
 			if exp < 2 {
 				sel = 1 + min(int(lb)/4, 2)
 			}
-			w := &m.w[sel*8+7-i]
+			osel := 0
+			if oexp < 2 {
+				osel = 1 + min(int(ab)/2, 2)
+			}
+			w := &m.w[(sel*4+osel)*8+7-i]
 			for j := 0; j < litInputs; j++ {
 				s[j] = int32(st.stretch[*cs[j]>>4])
 				dot += int64(w[j]) * int64(s[j])
@@ -144,6 +164,11 @@ func (m *litModel) code(c *rangeCoder, b []byte) {
 		v := byte(node)
 		if c.dec {
 			b[k] = v
+		}
+		if uint32(v) == ob {
+			m.agree++
+		} else {
+			m.agree = 0
 		}
 		m.push(v)
 	}
