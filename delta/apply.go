@@ -346,6 +346,7 @@ func (a *applier) block(blockNo int) error {
 	ops = a.ctrl
 	o = 0
 	coding = false
+	rawExtra := false
 	cur := startPos // the old cursor, as in the first pass
 	for len(ops) > 0 {
 		seek, n1 := binary.Varint(ops)
@@ -365,10 +366,23 @@ func (a *applier) block(blockNo int) error {
 			}
 			continue
 		}
+		if rawExtra {
+			if _, err := io.ReadFull(a.br, dst); err != nil {
+				return a.bodyErr("an extra section", err)
+			}
+			continue
+		}
 		if !coding {
 			n, err := binary.ReadUvarint(a.br)
 			if err != nil {
 				return a.bodyErr("a coded extra length", err)
+			}
+			if n == 0 { // stored: the raw bytes follow
+				rawExtra = true
+				if _, err := io.ReadFull(a.br, dst); err != nil {
+					return a.bodyErr("an extra section", err)
+				}
+				continue
 			}
 			if n < 4 || n > MaxImageSize*2 {
 				return fmt.Errorf("%w: block %d: coded extra of %d bytes", ErrCorrupt, blockNo, n)

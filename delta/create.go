@@ -2,6 +2,7 @@ package delta
 
 import (
 	"bytes"
+	"math"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -342,7 +343,12 @@ func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer
 			extra = append(extra, new[c.newPos:c.newPos+c.n]...)
 			oc = appendOld(oc, old, c.oldPos, c.n)
 		}
-		if len(extra) > 0 {
+		if len(extra) > 0 && incompressible(extra) {
+			// Random-looking bytes (already compressed data): stored as
+			// they are, which applies at memcpy speed.
+			raw.WriteByte(0)
+			raw.Write(extra)
+		} else if len(extra) > 0 {
 			if lit == nil {
 				lit = newLitModel(modelBits)
 			}
@@ -383,4 +389,25 @@ func appendOld(b, old []byte, pos, n int) []byte {
 		b = append(b, 0)
 	}
 	return b
+}
+
+// incompressible reports whether b's order-0 entropy is above 7.9 bits a
+// byte: then the literal model cannot gain enough to pay for its time.
+func incompressible(b []byte) bool {
+	if len(b) < 4096 {
+		return false
+	}
+	var h [256]int
+	for _, x := range b {
+		h[x]++
+	}
+	e := 0.0
+	n := float64(len(b))
+	for _, c := range h {
+		if c > 0 {
+			p := float64(c) / n
+			e -= p * math.Log2(p)
+		}
+	}
+	return e > 7.9
 }
