@@ -2,12 +2,12 @@ package delta
 
 import (
 	"bytes"
-	"math"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 
@@ -16,7 +16,7 @@ import (
 
 // Defaults used when Options (or one of its fields) is zero.
 const (
-	DefaultWindow    = 2 << 20
+	DefaultWindow    = 256 << 10
 	DefaultBlockSize = 1 << 20
 	DefaultCtrlSize  = 256 << 10
 	DefaultModelBits = 19

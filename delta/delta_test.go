@@ -554,6 +554,31 @@ func TestModelMemory(t *testing.T) {
 	}
 }
 
+// TestLitCtrlMemory checks litMemory and ctrlMemory against what
+// newLitModel and newCtrlModel really allocate.
+func TestLitCtrlMemory(t *testing.T) {
+	alloc := func(f func() any) uint64 {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		x := f()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(x)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	for _, bits := range []int{MinModelBits, DefaultModelBits, MaxModelBits} {
+		got := alloc(func() any { return newLitModel(bits) })
+		if got > uint64(litMemory(bits)) || got < uint64(litMemory(bits)-litFixed) {
+			t.Errorf("model bits %d: newLitModel allocated %d bytes, litMemory says %d (fixed part %d)", bits, got, litMemory(bits), litFixed)
+		}
+	}
+	if got := alloc(func() any { return newCtrlModel() }); got > ctrlMemory {
+		t.Errorf("newCtrlModel allocated %d bytes, ctrlMemory says %d", got, ctrlMemory)
+	}
+	h := Header{Version: Version, Window: DefaultWindow, BlockSize: DefaultBlockSize, CtrlSize: DefaultCtrlSize, ModelBits: DefaultModelBits}
+	t.Logf("MaxApplyMemory with the defaults: %d bytes (version 2: %d)", h.MaxApplyMemory(), (&Header{Version: 2, Window: DefaultWindow, BlockSize: DefaultBlockSize, CtrlSize: DefaultCtrlSize, ModelBits: DefaultModelBits}).MaxApplyMemory())
+}
+
 // TestApplyMemoryFlat checks that Apply's allocations do not grow with the
 // image: a 16 MiB image allocates about what a 1 MiB one does, and both stay
 // within the header's bound.

@@ -153,7 +153,7 @@ func (m *litModel) code(c *rangeCoder, b, o []byte) {
 			p := st.squash(int32(dot >> 16))
 			bit := c.code(int(y>>i)&1, p)
 			for j := 0; j < litInputs; j++ {
-				st.update(cs[j], bit)
+				m.update(cs[j], bit)
 			}
 			err := ((int32(bit) << 12) - p) * lrLit
 			for j := 0; j < litInputs; j++ {
@@ -206,3 +206,21 @@ func (m *litModel) push(v byte) {
 	}
 	m.hidx[h] = m.pos
 }
+
+// update moves counter c towards bit y at rate 1/(n+1.5), n up to
+// litLimit.
+func (m *litModel) update(c *counter, y int) {
+	p := int32(*c >> 4)
+	n := *c & 15
+	p += (((int32(y)<<12)-p)*m.st.rate[n] + 1<<15) >> 16
+	p = min(max(p, 1), 4095)
+	if n < litLimit {
+		n++
+	}
+	*c = counter(p)<<4 | n
+}
+
+// litLimit caps a literal counter's update count (its slowest rate is
+// 1/(litLimit+1.5)): 3 measured best on the corpus (4 and 8 were 0.1% and
+// 0.5% larger on fw-pybricks-jump).
+const litLimit = 3
