@@ -15,17 +15,18 @@ package delta
 // from block to block; memory is litMemory(ModelBits), whatever the image.
 
 const (
-	litInputs   = 11 // order 0, orders 1-4 and 6, sparse, match, old byte (2 contexts and a match)
-	litMinMatch = 5  // bytes hashed to find a match
-	lrLit       = 14 // mixer learning rate (error x rate / 65536 per unit input)
+	litHashed   = 7             // hashed tables: orders 1-4 and 6, sparse, old byte
+	litInputs   = litHashed + 3 // and order 0, match, old byte as a prediction
+	litMinMatch = 5             // bytes hashed to find a match
+	lrLit       = 14            // mixer learning rate (error x rate / 65536 per unit input)
 )
 
 // litMemory is the memory of a litModel of size bits (Header.ModelBits):
-// 8 hashed tables of 1<<(bits-1) counters in one, the history of
+// 7 hashed tables of 1<<(bits-1) counters in one, the history of
 // 1<<(bits+1) bytes and its hash index of 1<<(bits-2) positions, plus the
 // fixed part.
 func litMemory(bits int) int64 {
-	return 2*(8<<(bits-1)) + 1<<(bits+1) + 4<<(bits-2) + litFixed
+	return 2*(litHashed<<(bits-1)) + 1<<(bits+1) + 4<<(bits-2) + litFixed
 }
 
 // litFixed bounds the rest of a litModel: order-0 and match counters and
@@ -36,7 +37,7 @@ type litModel struct {
 	st     *cmTables // stretch, squash and counter update
 	tabs   cmTables
 	tbits  uint
-	t      []counter // 8 tables of 1<<tbits: orders 1, 2, 3, 4, 6, sparse, old byte, old and previous byte
+	t      []counter // litHashed tables of 1<<tbits: orders 1, 2, 3, 4, 6, sparse, old byte
 	o0     [256]counter
 	mc     [64 * 2]counter // match: (length bucket, expected bit)
 	oc     [32 * 2]counter // old byte: (agreement bucket, expected bit)
@@ -55,7 +56,7 @@ type litModel struct {
 func newLitModel(bits int) *litModel {
 	m := &litModel{
 		tbits: uint(bits - 1),
-		t:     make([]counter, 8<<(bits-1)),
+		t:     make([]counter, litHashed<<(bits-1)),
 		hist:  make([]byte, 1<<(bits+1)),
 		hmask: 1<<(bits+1) - 1,
 		hidx:  make([]uint32, 1<<(bits-2)),
@@ -85,21 +86,27 @@ func newLitModel(bits int) *litModel {
 // code codes the bytes b (encoding), or decodes len(b) bytes into b
 // (c.dec), and moves the model over them. o holds, for each byte, the old
 // byte where the alignment before it would continue (its context).
+//
+// The hashed tables are addressed a nibble at a time: a context's hash and
+// the nibble's high bits choose a block of 16 counters, the bits of the
+// nibble so far one counter in it, so a byte costs two hashes and two
+// cache lines per table.
 func (m *litModel) code(c *rangeCoder, b, o []byte) {
 	st := m.st
-	tmask := uint32(1)<<m.tbits - 1
+	tmask := uint32(1)<<m.tbits - 16
+	var s [litInputs]int32
+	var idx [litHashed]uint32
 	for k := range b {
 		c8 := m.c8
 		ob := uint32(o[k])
-		hs := [8]uint32{
+		hs := [litHashed]uint32{
 			hash32(uint32(c8&0xFF), 0x101),
 			hash32(uint32(c8&0xFFFF), 0x202),
 			hash32(uint32(c8&0xFFFFFF), 0x303),
 			hash32(uint32(c8), 0x404),
 			hash32(uint32(c8)^uint32(c8>>32&0xFFFF)*0x2F0B4A13, 0x606),
 			hash32(uint32(c8>>16&0xFFFF)|(m.pos&3)<<16, 0x707),
-			hash32(ob|min(m.agree, 3)<<8, 0x808),
-			hash32(ob|uint32(c8&0xFFFF)<<8, 0x909),
+			hash32(ob|uint32(c8&0xFF)<<8|min(m.agree, 3)<<16, 0x808),
 		}
 		pb := uint32(256) // the match's predicted byte, 256 when none
 		if m.mlen > 0 {
@@ -116,27 +123,35 @@ func (m *litModel) code(c *rangeCoder, b, o []byte) {
 		}
 		node := uint32(1)
 		for i := 7; i >= 0; i-- {
-			var cs [litInputs]*counter
-			cs[0] = &m.o0[node]
-			for j := 0; j < 8; j++ {
-				cs[j+1] = &m.t[uint32(j)<<m.tbits+(hash32(hs[j], node)&tmask)]
+			if i == 7 || i == 3 {
+				for j := range idx {
+					idx[j] = uint32(j)<<m.tbits + hash32(hs[j], node)&tmask
+				}
+			}
+			nib := node & 15
+			if i >= 4 {
+				nib = node
+			} else {
+				nib = 1<<(3-uint(i)) | node&(1<<(3-uint(i))-1)
+			}
+			t := m.t
+			c0 := &m.o0[node]
+			var cs [litHashed]*counter
+			for j := range cs {
+				cs[j] = &t[idx[j]+nib]
 			}
 			exp := uint32(2)
+			cm := &m.mc[0] // no match: a near-even input
 			if pb < 256 && (pb|256)>>(i+1) == node {
 				exp = pb >> i & 1
-				cs[9] = &m.mc[lb*2+exp]
-			} else {
-				cs[9] = &m.mc[0] // no match: a near-even input
+				cm = &m.mc[lb*2+exp]
 			}
 			oexp := uint32(2)
+			co := &m.oc[1]
 			if (ob|256)>>(i+1) == node {
 				oexp = ob >> i & 1
-				cs[10] = &m.oc[ab*2+oexp]
-			} else {
-				cs[10] = &m.oc[1]
+				co = &m.oc[ab*2+oexp]
 			}
-			var s [litInputs]int32
-			var dot int64
 			sel := 0
 			if exp < 2 {
 				sel = 1 + min(int(lb)/4, 2)
@@ -146,17 +161,27 @@ func (m *litModel) code(c *rangeCoder, b, o []byte) {
 				osel = 1 + min(int(ab)/2, 2)
 			}
 			w := &m.w[(sel*4+osel)*8+7-i]
-			for j := 0; j < litInputs; j++ {
-				s[j] = int32(st.stretch[*cs[j]>>4])
+			str := &st.stretch
+			s[0] = int32(str[*c0>>4])
+			for j := range cs {
+				s[j+1] = int32(str[*cs[j]>>4])
+			}
+			s[litHashed+1] = int32(str[*cm>>4])
+			s[litHashed+2] = int32(str[*co>>4])
+			var dot int64
+			for j := range s {
 				dot += int64(w[j]) * int64(s[j])
 			}
 			p := st.squash(int32(dot >> 16))
 			bit := c.code(int(y>>i)&1, p)
-			for j := 0; j < litInputs; j++ {
+			m.update(c0, bit)
+			for j := range cs {
 				m.update(cs[j], bit)
 			}
+			m.update(cm, bit)
+			m.update(co, bit)
 			err := ((int32(bit) << 12) - p) * lrLit
-			for j := 0; j < litInputs; j++ {
+			for j := range s {
 				w[j] += (s[j]*err + 1<<15) >> 16
 			}
 			node = node<<1 | uint32(bit)
