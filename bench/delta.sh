@@ -109,6 +109,8 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "## Results"
   echo
   echo "\"vs bsdiff\" is patch bytes / bsdiff's patch bytes. The smallest verified patch of each pair is in bold."
+  echo "Pairs: the shared corpus (fw-pybricks-prime, esbuild-x64-patch, debian-rootfs-tar) and"
+  echo "bench/corpus-extra.sh's (arm64, ARMv7 and Thumb-2 executables, jumps over several releases)."
   echo
   awk -F'\t' '
     NR == 1 { next }
@@ -127,63 +129,70 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
       }
     }' "$WORK/all.tsv"
   echo
-  echo "## Targets (issue 4)"
+  echo "## Targets (issue 16)"
   echo
-  echo "Patch: no larger than the smallest of bsdiff, xdelta3-9 and zstd-19-patch, and"
-  echo "at least 5% smaller than bsdiff on executables (fw-pybricks-prime, esbuild-x64-patch)."
-  echo "Create: at least 2x faster than bsdiff (wall; CPU in brackets), peak RSS no higher."
-  echo "Apply: peak RSS at most 16 MiB, at least as fast as bspatch (wall; CPU in brackets)."
+  echo "Patch: at most 0.9x the smallest anchor patch of the pair (any tool above but upkit), at most"
+  echo "0.8x on executables (every pair but debian-rootfs-tar), and never larger than upkit's format"
+  echo "version 2 on the shared corpus pairs (\"v2\": 18295, 77697 and 860336 bytes, measured before the change)."
+  echo "Apply (upkit-lib, the device's figure): peak RSS at most 16 MiB (CLI too); wall time no more than"
+  echo "bspatch's, and the time above hpatchz's no more than the download time the smaller patch saves"
+  echo "against HDiffPatch's at 1 Mbit/s (CPU seconds in brackets). Create: wall time at most bsdiff's."
   echo
   awk -F'\t' '
     function mark(ok) { return ok ? "yes" : "**NO**" }
     NR == 1 { next }
-    { k = $1 SUBSEP $4; sz[k] = $5; cs[k] = $6; cc[k] = $7; cr[k] = $8; as[k] = $9; ac[k] = $10; ar[k] = $11
-      if (!($1 in seen)) { seen[$1] = 1; pairs[++np] = $1 } }
+    { k = $1 SUBSEP $4; sz[k] = $5; cs[k] = $6; cc[k] = $7; as[k] = $9; ac[k] = $10; ar[k] = $11
+      if (!($1 in seen)) { seen[$1] = 1; pairs[++np] = $1 }
+      if ($4 !~ /^upkit/ && $12 == "ok" && (!($1 in best) || $5 + 0 < best[$1])) { best[$1] = $5 + 0; bt[$1] = $4 } }
     END {
-      print "| pair | upkit patch / smallest anchor | upkit patch / bsdiff | create speed-up vs bsdiff | create RSS / bsdiff | apply peak MiB: upkit (CLI) / upkit-lib | apply time / bspatch |"
-      print "|---|---|---|---|---|---|---|"
+      v2["fw-pybricks-prime"] = 18295; v2["esbuild-x64-patch"] = 77697; v2["debian-rootfs-tar"] = 860336
+      print "| pair | upkit-lib bytes | / best anchor (which) | target | / v2 | apply peak MiB: CLI / lib | apply / bspatch | apply - hpatchz vs download saved | create / bsdiff |"
+      print "|---|---:|---|---|---|---|---|---|---|"
       for (i = 1; i <= np; i++) {
-        p = pairs[i]; u = p SUBSEP "upkit"; l = p SUBSEP "upkit-lib"; b = p SUBSEP "bsdiff"
-        m = sz[b]
-        if (sz[p SUBSEP "xdelta3-9"] > 0 && sz[p SUBSEP "xdelta3-9"] < m) m = sz[p SUBSEP "xdelta3-9"]
-        if (sz[p SUBSEP "zstd-19-patch"] > 0 && sz[p SUBSEP "zstd-19-patch"] < m) m = sz[p SUBSEP "zstd-19-patch"]
-        exe = (p == "fw-pybricks-prime" || p == "esbuild-x64-patch")
-        r = sz[u] / sz[b]
-        printf "| %s | %.3f %s | %.3f %s | %.1fx [%.1fx] %s | %.2f %s | %.1f / %.1f %s | %.2f [%.2f] %s |\n", p,
-          sz[u] / m, mark(sz[u] <= m),
-          r, (exe ? mark(r <= 0.95) : "(not an executable)"),
-          cs[b] / cs[u], (cc[u] > 0 ? cc[b] / cc[u] : 0), mark(cs[b] >= 2 * cs[u]),
-          cr[u] / cr[b], mark(cr[u] <= cr[b]),
+        p = pairs[i]; u = p SUBSEP "upkit"; l = p SUBSEP "upkit-lib"; b = p SUBSEP "bsdiff"; h = p SUBSEP "hdiffpatch"
+        exe = (p != "debian-rootfs-tar"); lim = exe ? 0.8 : 0.9
+        r = sz[l] / best[p]
+        v = (p in v2) ? sprintf("%.3f %s", sz[l] / v2[p], mark(sz[l] <= v2[p])) : "n/a"
+        extra = as[l] - as[h]; saved = 8 * (sz[h] - sz[l]) / 1e6
+        printf "| %s | %d | %.3f (%s) | %.1f %s | %s | %.1f / %.1f %s | %.2f [%.2f] %s | %.2f s vs %.2f s %s | %.2f [%.2f] %s |\n", p,
+          sz[l], r, bt[p], lim, mark(r <= lim), v,
           ar[u] / 1024, ar[l] / 1024, "CLI " mark(ar[u] <= 16384) ", lib " mark(ar[l] <= 16384),
-          as[u] / as[b], (ac[b] > 0 ? ac[u] / ac[b] : 0), mark(as[u] <= as[b])
+          as[l] / as[b], (ac[b] > 0 ? ac[l] / ac[b] : 0), mark(as[l] <= as[b]),
+          extra, saved, mark(extra <= saved),
+          cs[l] / cs[b], (cc[b] > 0 ? cc[l] / cc[b] : 0), mark(cs[l] <= cs[b])
       }
     }' "$WORK/all.tsv"
   echo
   cat <<EOF
 ## Notes
 
-* **What upkit does** (docs/FORMAT.md, "Delta patches"): bsdiff-style
-  matching over a suffix array of old (SA-IS), operations in new-file order
-  in blocks of at most 1 MiB of output; the diff bytes are coded by a
-  context-mixing arithmetic coder whose contexts are the aligned old bytes
-  (where bsdiff uses bzip2), and the block stream is zstd-compressed
-  (klauspost/compress, best level, 2 MiB window). Apply holds one block, the
-  zstd window and a 2.8 MiB model: about 8.5 MB whatever the image size
-  (\`upkit delta inspect\` prints the bound of each patch).
+* **What upkit does** (docs/FORMAT.md, "Delta patches", format version 3):
+  bsdiff-style matching over a suffix array of old; in executables (ELF
+  x86-64, AArch64, ARM, or raw firmware tried as each) the references of
+  aligned code are predicted from a target map carried in the patch (old
+  address ranges and how far they moved), after a second matching on views
+  where references read as their targets; the operations, the differences
+  and the bytes that match nothing are coded by context-mixing arithmetic
+  coders (the last with orders 0-4 and 6, a sparse context, a match model
+  and the old bytes at the cursor). Apply holds one block, the models and
+  the target map: \`Header.MaxApplyMemory\` is 12.2 MB with the defaults,
+  whatever the image size (\`upkit delta inspect\` prints it per patch).
 * **Resident-size floor.** \`upkit --version\` alone peaks at $RSS_CLI MiB on this
-  machine (the CLI links signing, PKCS#11 and registry code, whose package
-  initialisation touches that much of the binary); deltabench, which links
-  only the delta package as device firmware does, at $RSS_LIB MiB. The
-  "upkit-lib" rows are therefore the figure for a device.
-* **Apply time.** The coder makes one binary decision per all-zero group
-  (128 bytes) or subgroup (8 bytes), up to eight per changed subgroup and
-  about two per changed value (format version 2; version 1 decided every
-  byte of a changed group and eight bits per value, about 3x as many
-  decisions), each tens of nanoseconds (mixing four to six predictions;
-  profiles show the dependency chain from one decision to the next, not
-  cache misses, dominating: tables 32 to 64 times smaller were at most
-  15% faster), where bspatch only adds bytes: apply is still slower than
-  bspatch, in exchange for patches about 40% smaller than bsdiff's.
+  machine; deltabench, which links only the delta package as device firmware
+  does, at $RSS_LIB MiB. The CLI's figure is not its package initialisation's
+  allocations (133 init functions allocate 0.57 MB in all, GODEBUG=inittrace=1)
+  but the pages of its 21 MB binary: the kernel maps a whole readahead window
+  or page-cache folio at each page fault, and the runtime's start-up and the
+  init functions touch the text, rodata and pclntab all over, so 10 to 14 MB
+  of the binary are resident before main runs (9.7 MB with a cold page cache,
+  all of it when the binary was just written, as here). The "upkit-lib" rows
+  are therefore the figure for a device.
+* **Apply time** (CPU profile of esbuild-x64-jump, 2.6 s): the extra-byte
+  model 1.8 s (1.5 MB of new code and data, ten predictions mixed per bit),
+  the difference coder 0.65 s, reference prediction 0.07 s, sha256 of both
+  images 0.03 s. On patch releases the extra bytes are few and apply is
+  close to bspatch; on version jumps the model costs about 1.2 µs a byte,
+  paid back by the download it saves (last table, 1 Mbit/s).
 EOF
 } > "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"

@@ -14,7 +14,7 @@
 // from the patch against the header's bounds, themselves capped by the
 // Max* constants, and the new image's size and digest at the end
 // (ErrNewDigest). Its memory is bounded by Header.MaxApplyMemory (about
-// 12.7 MB with the default Options, measured peak resident size about 13
+// 12.2 MB with the default Options, measured peak resident size about 13
 // MiB), whatever the image size. ApplyFile and CreateFile write through a
 // temporary file renamed only on success. Apply reads format versions 2
 // and 3; Create writes version 3.
