@@ -96,7 +96,7 @@ func chooseRefs(old, new []byte, ops []op) *refModel {
 			m.scan(buf, new[r.newPos:r.newPos+r.n], int64(r.oldPos), int64(r.newPos), &votes)
 		}
 		m.tab = targetMap(votes)
-		if len(m.tab) == 0 || len(m.tab) > MaxRefEntries {
+		if len(m.tab) == 0 {
 			continue
 		}
 		cost := 3 * len(m.tab)
@@ -189,7 +189,7 @@ func rematchRefs(ctx context.Context, old, new []byte, ops []op, m *refModel) ([
 	if debugRefs {
 		fmt.Fprintf(os.Stderr, "refs: pass 1: %d ops, %d entries, est %d; pass 2: %d ops, %d entries, est %d\n", len(ops), len(m.tab), e1/8, len(ops2), len(m2.tab), e2/8)
 	}
-	if e2 < e1 && len(m2.tab) <= MaxRefEntries {
+	if e2 < e1 {
 		return ops2, m2, nil
 	}
 	return ops, m, nil
@@ -242,6 +242,7 @@ func targetMap(votes []vote) []shiftEntry {
 		return n, best
 	}
 	var tab []shiftEntry
+	var votesFor []int
 	var cur int64
 	for i := range ts {
 		tg := &ts[i]
@@ -266,9 +267,47 @@ func targetMap(votes []vote) []shiftEntry {
 			continue
 		}
 		tab = append(tab, shiftEntry{start: tg.t, shift: b.shift})
+		votesFor = append(votesFor, 0)
 		cur = b.shift
 	}
-	return tab
+	// Count each entry's support: the votes for its shift among the
+	// targets it covers.
+	k := 0
+	for i := range ts {
+		for k+1 < len(tab) && tab[k+1].start <= ts[i].t {
+			k++
+		}
+		if len(tab) > 0 {
+			n, _ := count(&ts[i], tab[k].shift)
+			votesFor[k] += n
+		}
+	}
+	return capEntries(tab, votesFor, MaxRefEntries)
+}
+
+// capEntries drops the entries with the least support until at most max
+// remain (a dropped entry's targets take the shift of the entry before):
+// a very large image keeps its map within what apply allocates.
+func capEntries(tab []shiftEntry, support []int, max int) []shiftEntry {
+	if len(tab) <= max {
+		return tab
+	}
+	order := make([]int, len(tab)-1)
+	for i := range order {
+		order[i] = i + 1 // the first entry stays
+	}
+	sort.SliceStable(order, func(a, b int) bool { return support[order[a]] < support[order[b]] })
+	drop := make([]bool, len(tab))
+	for _, i := range order[:len(tab)-max] {
+		drop[i] = true
+	}
+	out := tab[:0]
+	for i, e := range tab {
+		if !drop[i] && (len(out) == 0 || out[len(out)-1].shift != e.shift) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func absDiff(a, b int64) uint64 {

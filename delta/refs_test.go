@@ -176,3 +176,19 @@ func TestRefsSection(t *testing.T) {
 		}
 	}
 }
+
+// TestCapEntries checks that a target map over the limit keeps its best
+// supported entries and stays sorted.
+func TestCapEntries(t *testing.T) {
+	tab := []shiftEntry{{0, 0}, {10, 5}, {20, 0}, {30, 7}, {40, 9}}
+	got := capEntries(append([]shiftEntry(nil), tab...), []int{9, 1, 8, 2, 6}, 3)
+	want := []shiftEntry{{0, 0}, {40, 9}}
+	// Dropping entries 1 and 3 (least support) leaves 0, 20 (same shift as
+	// 0: merged) and 40.
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("capEntries = %v, want %v", got, want)
+	}
+	if got := capEntries(tab, []int{1, 1, 1, 1, 1}, 5); len(got) != 5 {
+		t.Fatalf("under the limit: %v", got)
+	}
+}
