@@ -2,10 +2,12 @@ package delta
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 )
 
@@ -65,19 +67,50 @@ func (m *refModel) bounds() {
 
 // chooseRefs returns the reference model that makes the fewest nonzero
 // diff bytes over the add runs of ops (counting its target map's entries
-// at a few bytes each), or nil when none beats plain bytes.
+// at a few bytes each), or nil when none beats plain bytes. With several
+// candidates (a raw image), they are compared on a sample of the runs
+// (about sampleBytes of them, spread over the image), and only the winner
+// builds its map from all the runs.
 func chooseRefs(old, new []byte, ops []op) *refModel {
-	var runs []addRun
-	np := 0
-	for _, o := range ops {
-		if o.add > 0 {
-			runs = append(runs, addRun{oldPos: o.oldPos, newPos: np, n: o.add})
-		}
-		np += o.add + o.copy
-	}
+	runs := addRuns(ops)
 	if len(runs) == 0 {
 		return nil
 	}
+	cands := layouts(old, new)
+	if len(cands) > 1 {
+		total := 0
+		for _, r := range runs {
+			total += r.n
+		}
+		sample := runs
+		if total > sampleBytes {
+			step := total / sampleBytes // keep about one byte in step
+			sample = nil
+			acc := 0
+			for _, r := range runs {
+				if acc += r.n; acc >= step {
+					sample = append(sample, r)
+					acc -= step * (acc / step)
+				}
+			}
+		}
+		m := bestRefs(old, new, sample, cands)
+		if m == nil {
+			return nil
+		}
+		cands = []*refModel{m}
+	}
+	return bestRefs(old, new, runs, cands)
+}
+
+// sampleBytes is how much of the add runs chooseRefs compares candidate
+// architectures on.
+const sampleBytes = 8 << 20
+
+// bestRefs builds each candidate's map from the votes of runs and returns
+// the one with the fewest differing bytes, or nil when none beats plain
+// bytes.
+func bestRefs(old, new []byte, runs []addRun, cands []*refModel) *refModel {
 	base := 0
 	for _, r := range runs {
 		for i := 0; i < r.n; i++ {
@@ -89,7 +122,8 @@ func chooseRefs(old, new []byte, ops []op) *refModel {
 	var best *refModel
 	bestCost := base
 	buf := make([]byte, 0, 1<<16)
-	for _, m := range layouts(old, new) {
+	for _, c := range cands {
+		m := &refModel{arch: c.arch, ptrBits: c.ptrBits, old: c.old, new: c.new, lo: c.lo, hi: c.hi}
 		var votes []vote
 		for _, r := range runs {
 			buf = append(buf[:0], old[r.oldPos:r.oldPos+r.n]...)
@@ -111,7 +145,7 @@ func chooseRefs(old, new []byte, ops []op) *refModel {
 			}
 		}
 		if debugRefs {
-			fmt.Fprintf(os.Stderr, "refs: arch %d: %d votes, %d entries, base %d nonzero, cost %d\n", m.arch, len(votes), len(m.tab), base, cost)
+			fmt.Fprintf(os.Stderr, "refs: arch %d: %d runs, %d votes, %d entries, base %d nonzero, cost %d\n", m.arch, len(runs), len(votes), len(m.tab), base, cost)
 		}
 		if cost < bestCost {
 			best, bestCost = m, cost
@@ -202,11 +236,11 @@ func rematchRefs(ctx context.Context, old, new []byte, ops []op, m *refModel) ([
 // (by two votes, or by the next target too): a single stray vote (a
 // reference in a misaligned run) would cost two entries.
 func targetMap(votes []vote) []shiftEntry {
-	sort.Slice(votes, func(i, j int) bool {
-		if votes[i].t != votes[j].t {
-			return votes[i].t < votes[j].t
+	slices.SortFunc(votes, func(a, b vote) int {
+		if c := cmp.Compare(a.t, b.t); c != 0 {
+			return c
 		}
-		return votes[i].shift < votes[j].shift
+		return cmp.Compare(a.shift, b.shift)
 	})
 	// One histogram per distinct target, in address order.
 	type cand struct {
