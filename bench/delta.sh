@@ -17,6 +17,8 @@
 #          BENCH_SHARED the shared bench folder (default ../shared/bench)
 #          BENCH_OUT    output markdown (default docs/PERFORMANCE-delta.md)
 #          BENCH_TOOLS  anchors of run 1 (default: all of anchors.sh)
+#          BENCH_FROM_TSV "ANCHORS.tsv LIB.tsv": measure nothing, write the
+#                       page from the raw rows of an earlier run
 #   needs: go, and for the anchors: bsdiff xdelta3 zstd xz-utils time unzip
 #          (apt-get install -y bsdiff xdelta3 zstd xz-utils time unzip);
 #          building the corpus needs npm, apt-get and root (see corpus.sh).
@@ -67,6 +69,12 @@ TSV1=$CACHE/results/delta-$STAMP-anchors.tsv
 TSV2=$CACHE/results/delta-$STAMP-lib.tsv
 mkdir -p "$CACHE/results"
 
+if [ -n "${BENCH_FROM_TSV:-}" ]; then
+  # Page only, from the two TSVs of an earlier run ("ANCHORS.tsv LIB.tsv"),
+  # e.g. one stopped before its end: what was measured is reported.
+  read -r TSV1 TSV2 <<<"$BENCH_FROM_TSV"
+  echo "Tools and load: see the run of $TSV1 (page rebuilt from its TSVs)." > "$WORK/anchors.md"
+else
 # shellcheck disable=SC2016  # "$1".."$3" are expanded by anchors.sh's bash -c
 BENCH_EXTRA_NAME=upkit \
 BENCH_EXTRA_CREATE="'$WORK/upkit' delta create --from \"\$1\" --to \"\$2\" -o \"\$3\"" \
@@ -79,6 +87,7 @@ BENCH_EXTRA_NAME=upkit-lib \
 BENCH_EXTRA_CREATE="'$WORK/deltabench' create \"\$1\" \"\$2\" \"\$3\"" \
 BENCH_EXTRA_APPLY="'$WORK/deltabench' apply \"\$1\" \"\$2\" \"\$3\"" \
 BENCH_TOOLS=extra BENCH_TSV=$TSV2 bash "$SHIM/anchors.sh" "$@" > /dev/null
+fi
 
 { cat "$TSV1"; tail -n +2 "$TSV2"; } > "$WORK/all.tsv"
 
