@@ -88,6 +88,16 @@ func Apply(ctx context.Context, old io.ReaderAt, oldSize int64, patch io.Reader,
 	a := &applier{h: h, old: old, br: bufio.NewReaderSize(dec, chunkSize), src: src, body: body, buf: buf, out: out}
 	sum.Reset()
 	a.sum = sum
+	if h.Version >= 3 {
+		refs, err := readRefs(a.br, h.OldSize, h.NewSize)
+		if err != nil {
+			if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBounds) {
+				return h, err
+			}
+			return h, a.bodyErr("the refs section", err)
+		}
+		a.refs = refs
+	}
 	if err := a.run(ctx); err != nil {
 		return h, err
 	}
@@ -128,6 +138,9 @@ type applier struct {
 	written int64
 	model   *diffModel // allocated at the first add run
 	rc      rangeCoder
+	refs    *refModel  // version 3: the references to predict (nil: none)
+	lit     *litModel  // version 3: extra bytes' model, allocated at the first copy
+	cm      *ctrlModel // version 3: control model
 }
 
 type hashWriter interface {
@@ -172,12 +185,18 @@ func (a *applier) run(ctx context.Context) error {
 		if err != nil {
 			return a.bodyErr("a block header", err)
 		}
-		if ctrlLen == 0 || ctrlLen > uint64(a.h.CtrlSize) {
-			return fmt.Errorf("%w: block %d has %d control bytes, header allows 1..%d", ErrBounds, blockNo, ctrlLen, a.h.CtrlSize)
-		}
-		a.ctrl = grow(a.ctrl, int(ctrlLen))
-		if _, err := io.ReadFull(a.br, a.ctrl); err != nil {
-			return a.bodyErr("a control section", err)
+		if a.h.Version >= 3 {
+			if err := a.decodeCtrl(blockNo, ctrlLen, outLen); err != nil {
+				return err
+			}
+		} else {
+			if ctrlLen == 0 || ctrlLen > uint64(a.h.CtrlSize) {
+				return fmt.Errorf("%w: block %d has %d control bytes, header allows 1..%d", ErrBounds, blockNo, ctrlLen, a.h.CtrlSize)
+			}
+			a.ctrl = grow(a.ctrl, int(ctrlLen))
+			if _, err := io.ReadFull(a.br, a.ctrl); err != nil {
+				return a.bodyErr("a control section", err)
+			}
 		}
 		a.blk = grow(a.blk, int(outLen))
 		if err := a.block(blockNo); err != nil {
@@ -194,6 +213,43 @@ func (a *applier) run(ctx context.Context) error {
 		return fmt.Errorf("%w: data after the end marker", ErrCorrupt)
 	} else if !errors.Is(err, io.EOF) {
 		return a.bodyErr("the end of the body", err)
+	}
+	return nil
+}
+
+// decodeCtrl decodes a coded control section of n bytes (version 3) into
+// a.ctrl, as the varints of version 2: operations until they cover the
+// block's outLen bytes, at most CtrlSize bytes of them.
+func (a *applier) decodeCtrl(blockNo int, n, outLen uint64) error {
+	if n < 4 || n > MaxImageSize*2 {
+		return fmt.Errorf("%w: block %d: coded control section of %d bytes", ErrCorrupt, blockNo, n)
+	}
+	if a.cm == nil {
+		a.cm = newCtrlModel()
+	}
+	a.rc.initDecoder(a.br, int64(n))
+	a.ctrl = a.ctrl[:0]
+	for covered := uint64(0); covered < outLen; {
+		seek, add, cp := a.cm.op(&a.rc, 0, 0, 0)
+		if a.rc.err != nil {
+			if errors.Is(a.rc.err, errCtrlValue) {
+				return fmt.Errorf("%w: block %d: coded control value out of range", ErrCorrupt, blockNo)
+			}
+			return a.codedErr(blockNo)
+		}
+		if add > outLen-covered || cp > outLen-covered-add || add+cp == 0 {
+			return fmt.Errorf("%w: block %d: operation (add %d, copy %d) does not fit the block's %d remaining bytes", ErrBounds, blockNo, add, cp, outLen-covered)
+		}
+		covered += add + cp
+		if len(a.ctrl)+3*binary.MaxVarintLen64 > int(a.h.CtrlSize) {
+			return fmt.Errorf("%w: block %d: control section above the header's %d bytes", ErrBounds, blockNo, a.h.CtrlSize)
+		}
+		a.ctrl = binary.AppendVarint(a.ctrl, seek)
+		a.ctrl = binary.AppendUvarint(a.ctrl, add)
+		a.ctrl = binary.AppendUvarint(a.ctrl, cp)
+	}
+	if a.rc.limit != 0 {
+		return fmt.Errorf("%w: block %d: %d bytes of the coded control section unused", ErrCorrupt, blockNo, a.rc.limit)
 	}
 	return nil
 }
@@ -235,6 +291,7 @@ func (a *applier) codedErr(blockNo int) error {
 // block fills a.blk from the control section in a.ctrl: first the add runs
 // (old bytes plus the decoded diff), then the copy runs (extra section).
 func (a *applier) block(blockNo int) error {
+	startPos := a.oldPos
 	ops := a.ctrl
 	o := 0
 	coding := false
@@ -271,6 +328,7 @@ func (a *applier) block(blockNo int) error {
 			return fmt.Errorf("delta: reading old image at %d: %w", a.oldPos, err)
 		}
 		if add > 0 {
+			a.refs.predict(dst, a.oldPos, a.written+int64(o))
 			if !coding {
 				if err := a.startCoded(blockNo); err != nil {
 					return err
@@ -300,21 +358,78 @@ func (a *applier) block(blockNo int) error {
 	} else if a.rc.limit != 0 {
 		return fmt.Errorf("%w: block %d: %d bytes of the coded diff unused", ErrCorrupt, blockNo, a.rc.limit)
 	}
-	// Second pass: the copy runs, from the extra section.
+	// Second pass: the copy runs, from the extra section (version 3: coded
+	// by the literal model, its length first).
 	ops = a.ctrl
 	o = 0
+	coding = false
+	rawExtra := false
+	cur := startPos // the old cursor, as in the first pass
 	for len(ops) > 0 {
-		_, n1 := binary.Varint(ops)
+		seek, n1 := binary.Varint(ops)
 		add, n2 := binary.Uvarint(ops[n1:])
 		cp, n3 := binary.Uvarint(ops[n1+n2:])
 		ops = ops[n1+n2+n3:]
+		cur += seek + int64(add)
 		o += int(add)
-		if cp > 0 {
-			if _, err := io.ReadFull(a.br, a.blk[o:o+int(cp)]); err != nil {
+		if cp == 0 {
+			continue
+		}
+		dst := a.blk[o : o+int(cp)]
+		o += int(cp)
+		if a.h.Version < 3 {
+			if _, err := io.ReadFull(a.br, dst); err != nil {
 				return a.bodyErr("an extra section", err)
 			}
-			o += int(cp)
+			continue
 		}
+		if rawExtra {
+			if _, err := io.ReadFull(a.br, dst); err != nil {
+				return a.bodyErr("an extra section", err)
+			}
+			continue
+		}
+		if !coding {
+			n, err := binary.ReadUvarint(a.br)
+			if err != nil {
+				return a.bodyErr("a coded extra length", err)
+			}
+			if n == 0 { // stored: the raw bytes follow
+				rawExtra = true
+				if _, err := io.ReadFull(a.br, dst); err != nil {
+					return a.bodyErr("an extra section", err)
+				}
+				continue
+			}
+			if n < 4 || n > MaxImageSize*2 {
+				return fmt.Errorf("%w: block %d: coded extra of %d bytes", ErrCorrupt, blockNo, n)
+			}
+			if a.lit == nil {
+				a.lit = newLitModel(int(a.h.ModelBits))
+			}
+			a.rc.initDecoder(a.br, int64(n))
+			coding = true
+		}
+		// The old bytes from the cursor on are the context (zeros past
+		// the end of old); the decoded bytes replace them in place.
+		k := 0
+		if cur < a.h.OldSize {
+			k = int(min(int64(len(dst)), a.h.OldSize-cur))
+			if n, err := a.old.ReadAt(dst[:k], cur); n < k {
+				if err == nil || errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return fmt.Errorf("delta: reading old image at %d: %w", cur, err)
+			}
+		}
+		clear(dst[k:])
+		a.lit.code(&a.rc, dst, dst)
+		if a.rc.err != nil {
+			return a.codedErr(blockNo)
+		}
+	}
+	if coding && a.rc.limit != 0 {
+		return fmt.Errorf("%w: block %d: %d bytes of the coded extra unused", ErrCorrupt, blockNo, a.rc.limit)
 	}
 	return nil
 }

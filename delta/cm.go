@@ -80,11 +80,36 @@ func squash(d int32) int32 {
 	return (squashPoints[i]*(128-w) + squashPoints[i+1]*w + 64) >> 7
 }
 
-// diffModel predicts the bits of the diff stream.
-type diffModel struct {
+// cmTables are the fixed tables of the context-mixing coders.
+type cmTables struct {
 	stretch [4096]int16
 	squashT [4096]int16 // squash(d-2048) clamped to 1..4095
 	rate    [16]int32   // 65536/(n+1.5): adaptation rate after n updates
+}
+
+func (m *cmTables) init() {
+	pi := int32(0)
+	for x := int32(-2047); x <= 2047; x++ {
+		v := squash(x)
+		for j := pi; j <= v; j++ {
+			m.stretch[j] = int16(x)
+		}
+		pi = v + 1
+	}
+	for j := pi; j < 4096; j++ {
+		m.stretch[j] = 2047
+	}
+	for d := range m.squashT {
+		m.squashT[d] = int16(min(max(squash(int32(d)-2048), 1), 4095))
+	}
+	for n := range m.rate {
+		m.rate[n] = int32(65536 * 2 / (2*n + 3))
+	}
+}
+
+// diffModel predicts the bits of the diff stream.
+type diffModel struct {
+	cmTables
 
 	nzBits, valBits uint
 	nz              []counter // hashed table of 1<<nzBits counters
@@ -141,23 +166,7 @@ func newDiffModel(bits int) *diffModel {
 			m.wSub[i][j] = 1 << 14
 		}
 	}
-	pi := int32(0)
-	for x := int32(-2047); x <= 2047; x++ {
-		v := squash(x)
-		for j := pi; j <= v; j++ {
-			m.stretch[j] = int16(x)
-		}
-		pi = v + 1
-	}
-	for j := pi; j < 4096; j++ {
-		m.stretch[j] = 2047
-	}
-	for d := range m.squashT {
-		m.squashT[d] = int16(min(max(squash(int32(d)-2048), 1), 4095))
-	}
-	for n := range m.rate {
-		m.rate[n] = int32(65536 * 2 / (2*n + 3))
-	}
+	m.cmTables.init()
 	for i := range m.nz {
 		m.nz[i] = counterInit
 	}
@@ -196,7 +205,7 @@ const counterInit = 2048 << 4
 
 // update moves counter c towards bit y. A counter's probability stays in
 // 1..4095.
-func (m *diffModel) update(c *counter, y int) {
+func (m *cmTables) update(c *counter, y int) {
 	p := int32(*c >> 4)
 	n := *c & 15
 	p += (((int32(y)<<12)-p)*m.rate[n] + 1<<15) >> 16
@@ -261,7 +270,7 @@ func (m *diffModel) code4(c *rangeCoder, w *[nzInputs]int32, cs *[nzInputs]*coun
 }
 
 // squash is squash (above) through a table, clamped to 1..4095.
-func (m *diffModel) squash(d int32) int32 {
+func (m *cmTables) squash(d int32) int32 {
 	return int32(m.squashT[min(max(d, -2047), 2047)+2048])
 }
 

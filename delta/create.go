@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
+	"os"
 	"runtime"
 
 	"github.com/klauspost/compress/zstd"
@@ -14,7 +16,7 @@ import (
 
 // Defaults used when Options (or one of its fields) is zero.
 const (
-	DefaultWindow    = 2 << 20
+	DefaultWindow    = 256 << 10
 	DefaultBlockSize = 1 << 20
 	DefaultCtrlSize  = 256 << 10
 	DefaultModelBits = 19
@@ -35,6 +37,8 @@ type Options struct {
 	// MaxModelBits; default DefaultModelBits): more compresses better,
 	// and Apply needs about 5<<ModelBits bytes for it.
 	ModelBits int
+
+	noRefs bool // tests: no reference prediction
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -80,11 +84,13 @@ func (o *Options) withDefaults() (Options, error) {
 // writes nothing. Errors wrap ErrOptions (invalid Options) or ErrTooLarge,
 // or are ctx's or w's.
 func Create(ctx context.Context, old, new []byte, w io.Writer, opts *Options) (*Header, error) {
-	return writePatch(ctx, old, new, w, opts, func(emit emitFunc) error { return diff(ctx, old, new, emit) })
+	return writePatch(ctx, old, new, w, opts, func(emit emitFunc) error { return diff(ctx, old, new, emit) }, true)
 }
 
 // writePatch writes the patch whose operations ops emits.
-func writePatch(ctx context.Context, old, new []byte, w io.Writer, opts *Options, ops func(emitFunc) error) (*Header, error) {
+// With rematch, a second matching runs on views of the images in which
+// references read as their targets (see rematch).
+func writePatch(ctx context.Context, old, new []byte, w io.Writer, opts *Options, ops func(emitFunc) error, rematch bool) (*Header, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -111,14 +117,39 @@ func writePatch(ctx context.Context, old, new []byte, w io.Writer, opts *Options
 	// The diff coding of each block runs on a second goroutine while the
 	// matching goes on (blocks pass in order through a short channel, so
 	// the output does not depend on scheduling).
+	var list []op
+	if err := ops(func(oldPos, addLen, copyLen int) error {
+		list = append(list, op{oldPos, addLen, copyLen})
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	// The references to predict, from this first alignment.
+	var refs *refModel
+	if !o.noRefs {
+		refs = chooseRefs(old, new, list)
+		if refs != nil && rematch {
+			if list, refs, err = rematchRefs(ctx, old, new, list, refs); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	ectx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	blocks := make(chan pendingBlock, 2)
 	var raw bytes.Buffer
+	raw.Write(appendRefs(nil, refs))
 	encoded := make(chan error, 1)
-	go func() { encoded <- encodeBlocks(ectx, blocks, &raw, old, new, o.ModelBits) }()
+	go func() { encoded <- encodeBlocks(ectx, blocks, &raw, old, new, o.ModelBits, refs) }()
 	bw := &blockWriter{ctx: ectx, blocks: blocks, old: old, new: new, blockSize: o.BlockSize, ctrlSize: o.CtrlSize}
-	err = ops(bw.op)
+	for _, x := range list {
+		if err = bw.op(x.oldPos, x.add, x.copy); err != nil {
+			break
+		}
+	}
 	if err == nil {
 		err = bw.finish()
 	}
@@ -209,7 +240,7 @@ func (b *blockWriter) op(oldPos, addLen, copyLen int) error {
 			b.runs = append(b.runs, addRun{oldPos: oldPos, newPos: b.newPos, n: a})
 		}
 		if c > 0 {
-			b.copies = append(b.copies, addRun{newPos: b.newPos + a, n: c})
+			b.copies = append(b.copies, addRun{oldPos: int(b.oldCursor), newPos: b.newPos + a, n: c})
 		}
 		b.newPos += a + c
 		b.out += a + c
@@ -253,9 +284,12 @@ func (b *blockWriter) finish() error {
 // from in, in order: each block's header, control section, coded diff
 // (through the context-mixing model) and extra bytes, then the end marker
 // once in is closed. It stops early with ctx's error.
-func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer, old, new []byte, modelBits int) error {
+func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer, old, new []byte, modelBits int, refs *refModel) error {
 	var model *diffModel
-	var coded, dif []byte
+	var lit *litModel
+	var coded, dif, pred, extra, oc, ctrl []byte
+	var cm *ctrlModel
+	var statCtrl, statDiff, statExtra int
 	var hdr [2 * binary.MaxVarintLen64]byte
 	for blk := range in {
 		if err := ctx.Err(); err != nil {
@@ -269,6 +303,11 @@ func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer
 			rc := newEncoder(coded)
 			for _, r := range blk.runs {
 				o := old[r.oldPos : r.oldPos+r.n]
+				if refs.active() {
+					pred = append(pred[:0], o...)
+					refs.predict(pred, int64(r.oldPos), int64(r.newPos))
+					o = pred
+				}
 				nw := new[r.newPos : r.newPos+r.n]
 				dif = dif[:0]
 				for j := range o {
@@ -278,17 +317,53 @@ func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer
 			}
 			coded = rc.finish()
 		}
+		// The control section, coded.
+		if cm == nil {
+			cm = newCtrlModel()
+		}
+		rc := newEncoder(ctrl[:0])
+		for ops := blk.ctrl; len(ops) > 0; {
+			seek, n1 := binary.Varint(ops)
+			add, n2 := binary.Uvarint(ops[n1:])
+			cp, n3 := binary.Uvarint(ops[n1+n2:])
+			ops = ops[n1+n2+n3:]
+			cm.op(rc, seek, add, cp)
+		}
+		ctrl = rc.finish()
 		h := binary.AppendUvarint(hdr[:0], uint64(blk.out))
-		h = binary.AppendUvarint(h, uint64(len(blk.ctrl)))
+		h = binary.AppendUvarint(h, uint64(len(ctrl)))
 		raw.Write(h)
-		raw.Write(blk.ctrl)
+		raw.Write(ctrl)
+		statCtrl += len(ctrl)
 		raw.Write(binary.AppendUvarint(hdr[:0], uint64(len(coded))))
 		raw.Write(coded)
+		statDiff += len(coded)
+		extra, oc = extra[:0], oc[:0]
 		for _, c := range blk.copies {
-			raw.Write(new[c.newPos : c.newPos+c.n])
+			extra = append(extra, new[c.newPos:c.newPos+c.n]...)
+			oc = appendOld(oc, old, c.oldPos, c.n)
+		}
+		if len(extra) > 0 && incompressible(extra) {
+			// Random-looking bytes (already compressed data): stored as
+			// they are, which applies at memcpy speed.
+			raw.WriteByte(0)
+			raw.Write(extra)
+		} else if len(extra) > 0 {
+			if lit == nil {
+				lit = newLitModel(modelBits)
+			}
+			rc := newEncoder(coded[:0])
+			lit.code(rc, extra, oc)
+			coded = rc.finish()
+			raw.Write(binary.AppendUvarint(hdr[:0], uint64(len(coded))))
+			raw.Write(coded)
+			statExtra += len(coded)
 		}
 	}
 	raw.WriteByte(0) // end marker
+	if debugRefs {
+		fmt.Fprintf(os.Stderr, "sections: ctrl %d, coded diff %d, coded extra %d (raw stream %d)\n", statCtrl, statDiff, statExtra, raw.Len())
+	}
 	return nil
 }
 
@@ -299,5 +374,40 @@ type pendingBlock struct {
 	runs, copies []addRun
 }
 
-// addRun is one add operation: n bytes at oldPos in old and newPos in new.
+// addRun is one add operation: n bytes at oldPos in old and newPos in new
+// (for a copy span, oldPos is the old cursor where the span starts).
 type addRun struct{ oldPos, newPos, n int }
+
+// appendOld appends the n old bytes from pos (zeros past the end of old):
+// the context of extra bytes whose old cursor is at pos.
+func appendOld(b, old []byte, pos, n int) []byte {
+	if pos < len(old) {
+		b = append(b, old[pos:min(pos+n, len(old))]...)
+		n -= min(n, len(old)-pos)
+	}
+	for ; n > 0; n-- {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// incompressible reports whether b's order-0 entropy is above 7.9 bits a
+// byte: then the literal model cannot gain enough to pay for its time.
+func incompressible(b []byte) bool {
+	if len(b) < 4096 {
+		return false
+	}
+	var h [256]int
+	for _, x := range b {
+		h[x]++
+	}
+	e := 0.0
+	n := float64(len(b))
+	for _, c := range h {
+		if c > 0 {
+			p := float64(c) / n
+			e -= p * math.Log2(p)
+		}
+	}
+	return e > 7.9
+}

@@ -194,17 +194,22 @@ func TestSuffixArrayLarge(t *testing.T) {
 	}
 }
 
+// TestGolden pins the format: Create's output for fixed inputs must be
+// byte for byte the patch in testdata/golden (regenerate with -update after
+// a deliberate format change, and bump Version), and each golden patch must
+// apply. code.patch is raw code-like bytes; refs-*.patch are synthetic
+// programs of each architecture whose references all moved (format
+// version 3's reference prediction); code-v2.patch is the same pair as
+// code.patch in format version 2, which Apply still reads.
 func TestGolden(t *testing.T) {
 	dir := filepath.Join("testdata", "golden")
 	old := codeLike(10, 6000)
 	new := shiftPointers(old, 32, 3000, []byte("golden insertion"))
-	patch := createPatch(t, old, new, nil)
-	path := filepath.Join(dir, "code.patch")
 	if *update {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		for name, b := range map[string][]byte{"code.old": old, "code.new": new, "code.patch": patch} {
+		for name, b := range map[string][]byte{"code.old": old, "code.new": new} {
 			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -215,17 +220,49 @@ func TestGolden(t *testing.T) {
 			t.Fatalf("%s differs from the generated input (err %v); run go test -run TestGolden -update", name, err)
 		}
 	}
-	golden, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestGolden -update)", err)
+	pairs := []struct {
+		name     string
+		old, new []byte
+	}{{"code.patch", old, new}}
+	for _, arch := range []uint8{archX86, archARM64, archARM32, archThumb} {
+		p := newSynthProg(arch, 100+uint64(arch), 150)
+		pairs = append(pairs, struct {
+			name     string
+			old, new []byte
+		}{fmt.Sprintf("refs-%s.patch", archNames[arch]), p.image(1), p.image(2)})
 	}
-	if !bytes.Equal(patch, golden) {
-		t.Fatalf("Create output (%d bytes) differs from %s (%d bytes): the format or the encoder changed; review and run go test -run TestGolden -update", len(patch), path, len(golden))
+	for _, pr := range pairs {
+		t.Run(pr.name, func(t *testing.T) {
+			patch := createPatch(t, pr.old, pr.new, nil)
+			path := filepath.Join(dir, pr.name)
+			if *update {
+				if err := os.WriteFile(path, patch, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			golden, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -run TestGolden -update)", err)
+			}
+			if !bytes.Equal(patch, golden) {
+				t.Fatalf("Create output (%d bytes) differs from %s (%d bytes): the format or the encoder changed; review and run go test -run TestGolden -update", len(patch), path, len(golden))
+			}
+			got, h, err := applyPatch(pr.old, golden)
+			if err != nil || !bytes.Equal(got, pr.new) || h.Version != Version {
+				t.Fatalf("applying the golden patch: err %v, output equal %v, version %d", err, bytes.Equal(got, pr.new), h.Version)
+			}
+		})
 	}
-	got, _, err := applyPatch(old, golden)
-	if err != nil || !bytes.Equal(got, new) {
-		t.Fatalf("applying the golden patch: err %v, output equal %v", err, bytes.Equal(got, new))
-	}
+	t.Run("code-v2.patch", func(t *testing.T) {
+		v2, err := os.ReadFile(filepath.Join(dir, "code-v2.patch"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, h, err := applyPatch(old, v2)
+		if err != nil || !bytes.Equal(got, new) || h.Version != 2 {
+			t.Fatalf("applying the version 2 golden patch: err %v, output equal %v, version %d", err, bytes.Equal(got, new), h.Version)
+		}
+	})
 }
 
 // countingWriter counts what Apply writes.
@@ -263,7 +300,12 @@ func TestWrongBase(t *testing.T) {
 // raw builds a patch around a hand-written decompressed body. The header
 // describes old and new; fix may alter it before it is encoded.
 func raw(t *testing.T, old, new, body []byte, fix func(h *Header)) []byte {
-	return rawZ(t, old, new, compress(t, body, 1<<10), fix)
+	return rawZ(t, old, new, compress(t, append([]byte{archNone}, body...), 1<<10), fix)
+}
+
+// rawRefs is raw with a refs section (refs) before the blocks of body.
+func rawRefs(t *testing.T, old, new, refs, body []byte) []byte {
+	return rawZ(t, old, new, compress(t, append(bytes.Clone(refs), body...), 1<<10), nil)
 }
 
 // compress returns body as one zstd frame with the given window.
@@ -306,21 +348,46 @@ func rawZ(t *testing.T, old, new, z []byte, fix func(h *Header)) []byte {
 	return append(hb, z...)
 }
 
-// block encodes one block: ops are (seek, add, copy) triples; diffs of add
-// runs are coded against old (zero diff: old bytes copied); extra follows.
-func block(outLen int, ops [][3]int64, coded []byte, extra []byte) []byte {
-	var ctrl []byte
+// block encodes one block: ops are (seek, add, copy) triples, coded by a
+// fresh control model; diffs of add
+// runs are coded against old (zero diff: old bytes copied); the extra bytes
+// follow, coded by a fresh literal model with the old bytes at each copy's
+// cursor as context (the cursor starts at 0).
+func block(old []byte, outLen int, ops [][3]int64, coded []byte, extra []byte) []byte {
+	var oc []byte
+	cur, e := int64(0), 0
 	for _, op := range ops {
-		ctrl = binary.AppendVarint(ctrl, op[0])
-		ctrl = binary.AppendUvarint(ctrl, uint64(op[1]))
-		ctrl = binary.AppendUvarint(ctrl, uint64(op[2]))
+		cur += op[0] + op[1]
+		if n := int(min(op[2], int64(len(extra)-e))); n > 0 && cur >= 0 {
+			oc = appendOld(oc, old, int(cur), n)
+			e += n
+		}
 	}
+	rc := newEncoder(nil)
+	cm := newCtrlModel()
+	for _, op := range ops {
+		cm.op(rc, op[0], uint64(op[1]), uint64(op[2]))
+	}
+	cc := rc.finish()
 	b := binary.AppendUvarint(nil, uint64(outLen))
-	b = binary.AppendUvarint(b, uint64(len(ctrl)))
-	b = append(b, ctrl...)
+	b = binary.AppendUvarint(b, uint64(len(cc)))
+	b = append(b, cc...)
 	b = binary.AppendUvarint(b, uint64(len(coded)))
 	b = append(b, coded...)
-	return append(b, extra...)
+	if len(extra) == 0 {
+		return b
+	}
+	c := litCodeOld(extra, append(oc, make([]byte, len(extra)-len(oc))...))
+	b = binary.AppendUvarint(b, uint64(len(c)))
+	return append(b, c...)
+}
+
+// litCodeOld codes extra bytes with a fresh literal model of MinModelBits
+// and the old bytes old as their context.
+func litCodeOld(extra, old []byte) []byte {
+	rc := newEncoder(nil)
+	newLitModel(MinModelBits).code(rc, extra, old)
+	return rc.finish()
 }
 
 // zeroDiff codes n zero diff bytes over old with a fresh model.
@@ -334,7 +401,7 @@ func zeroDiff(old []byte) []byte {
 func TestCorruptPatches(t *testing.T) {
 	old := []byte("0123456789abcdef")
 	new := []byte("0123456789ABCDEF")
-	good := block(16, [][3]int64{{0, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF"))
+	good := block(old, 16, [][3]int64{{0, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF"))
 	valid := raw(t, old, new, append(bytes.Clone(good), 0), nil)
 	if got, _, err := applyPatch(old, valid); err != nil || !bytes.Equal(got, new) {
 		t.Fatalf("hand-made patch does not apply: %v", err)
@@ -361,20 +428,20 @@ func TestCorruptPatches(t *testing.T) {
 		{"trailing zstd frame", old, append(bytes.Clone(valid), valid[HeaderSize:]...), ErrTrailingData},
 		{"body shorter than declared", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.BodySize += 3 }), ErrTruncated},
 		{"new digest", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.NewSHA256[0] ^= 1 }), ErrNewDigest},
-		{"add past end of old", old, raw(t, old, new, append(block(16, [][3]int64{{8, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
-		{"seek before start of old", old, raw(t, old, new, append(block(16, [][3]int64{{-1, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
-		{"seek past end of old", old, raw(t, old, new, append(block(16, [][3]int64{{17, 0, 16}}, nil, new), 0), nil), ErrBounds},
-		{"output longer than declared", old, raw(t, old, new, append(block(17, [][3]int64{{0, 10, 7}}, zeroDiff(old[:10]), []byte("ABCDEFG")), 0), nil), ErrBounds},
-		{"output shorter than declared", old, raw(t, old, new, append(block(15, [][3]int64{{0, 10, 5}}, zeroDiff(old[:10]), []byte("ABCDE")), 0), nil), ErrCorrupt},
+		{"add past end of old", old, raw(t, old, new, append(block(old, 16, [][3]int64{{8, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
+		{"seek before start of old", old, raw(t, old, new, append(block(old, 16, [][3]int64{{-1, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
+		{"seek past end of old", old, raw(t, old, new, append(block(old, 16, [][3]int64{{17, 0, 16}}, nil, new), 0), nil), ErrBounds},
+		{"output longer than declared", old, raw(t, old, new, append(block(old, 17, [][3]int64{{0, 10, 7}}, zeroDiff(old[:10]), []byte("ABCDEFG")), 0), nil), ErrBounds},
+		{"output shorter than declared", old, raw(t, old, new, append(block(old, 15, [][3]int64{{0, 10, 5}}, zeroDiff(old[:10]), []byte("ABCDE")), 0), nil), ErrCorrupt},
 		{"block above block size", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.BlockSize = 8 }), ErrBounds},
 		{"control above bound", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.CtrlSize = 2 }), ErrBounds},
-		{"operation outside block", old, raw(t, old, new, append(block(16, [][3]int64{{0, 10, 7}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
-		{"operations short of block", old, raw(t, old, new, append(block(16, [][3]int64{{0, 10, 5}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrCorrupt},
-		{"empty operation", old, raw(t, old, new, append(block(16, [][3]int64{{0, 0, 0}, {0, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
-		{"coded diff too long", old, raw(t, old, new, append(block(16, [][3]int64{{0, 10, 6}}, append(zeroDiff(old[:10]), 0), []byte("ABCDEF")), 0), nil), ErrCorrupt},
+		{"operation outside block", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 10, 7}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
+		{"operations short of block", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 10, 5}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds}, // the decoder reads on: an empty operation
+		{"empty operation", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 0, 0}, {0, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
+		{"coded diff too long", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 10, 6}}, append(zeroDiff(old[:10]), 0), []byte("ABCDEF")), 0), nil), ErrCorrupt},
 		{"data after end marker", old, raw(t, old, new, append(bytes.Clone(good), 0, 1), nil), ErrCorrupt},
 		{"no end marker", old, raw(t, old, new, good, nil), ErrTruncated},
-		{"window above bound", old, rawZ(t, old, new, rawFrame(append(bytes.Clone(good), 0), 20), nil), ErrBounds},
+		{"window above bound", old, rawZ(t, old, new, rawFrame(append(append([]byte{archNone}, good...), 0), 20), nil), ErrBounds},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -488,6 +555,31 @@ func TestModelMemory(t *testing.T) {
 	}
 }
 
+// TestLitCtrlMemory checks litMemory and ctrlMemory against what
+// newLitModel and newCtrlModel really allocate.
+func TestLitCtrlMemory(t *testing.T) {
+	alloc := func(f func() any) uint64 {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		x := f()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(x)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	for _, bits := range []int{MinModelBits, DefaultModelBits, MaxModelBits} {
+		got := alloc(func() any { return newLitModel(bits) })
+		if got > uint64(litMemory(bits)) || got < uint64(litMemory(bits)-litFixed) {
+			t.Errorf("model bits %d: newLitModel allocated %d bytes, litMemory says %d (fixed part %d)", bits, got, litMemory(bits), litFixed)
+		}
+	}
+	if got := alloc(func() any { return newCtrlModel() }); got > ctrlMemory {
+		t.Errorf("newCtrlModel allocated %d bytes, ctrlMemory says %d", got, ctrlMemory)
+	}
+	h := Header{Version: Version, Window: DefaultWindow, BlockSize: DefaultBlockSize, CtrlSize: DefaultCtrlSize, ModelBits: DefaultModelBits}
+	t.Logf("MaxApplyMemory with the defaults: %d bytes (version 2: %d)", h.MaxApplyMemory(), (&Header{Version: 2, Window: DefaultWindow, BlockSize: DefaultBlockSize, CtrlSize: DefaultCtrlSize, ModelBits: DefaultModelBits}).MaxApplyMemory())
+}
+
 // TestApplyMemoryFlat checks that Apply's allocations do not grow with the
 // image: a 16 MiB image allocates about what a 1 MiB one does, and both stay
 // within the header's bound.
@@ -500,7 +592,7 @@ func TestApplyMemoryFlat(t *testing.T) {
 		}
 		var patch bytes.Buffer
 		// Identity-aligned operations, built without the suffix array.
-		h, err := writePatch(context.Background(), old, new, &patch, nil, func(emit emitFunc) error { return emit(0, size, 0) })
+		h, err := writePatch(context.Background(), old, new, &patch, nil, func(emit emitFunc) error { return emit(0, size, 0) }, false)
 		if err != nil {
 			t.Fatal(err)
 		}

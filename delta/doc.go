@@ -13,14 +13,22 @@
 // size and digest before writing anything (ErrWrongBase), every length read
 // from the patch against the header's bounds, themselves capped by the
 // Max* constants, and the new image's size and digest at the end
-// (ErrNewDigest). Its memory is bounded by Header.MaxApplyMemory (about 8.5
-// MB with the default Options), whatever the image size. ApplyFile and
-// CreateFile write through a temporary file renamed only on success.
+// (ErrNewDigest). Its memory is bounded by Header.MaxApplyMemory (about
+// 12.2 MB with the default Options, measured peak resident size about 13
+// MiB), whatever the image size. ApplyFile and CreateFile write through a
+// temporary file renamed only on success. Apply reads format versions 2
+// and 3; Create writes version 3.
 //
 // Create matches new against a suffix array of old (bsdiff's approximate
-// alignment), and codes the difference bytes with a context-mixing
-// arithmetic coder that uses the aligned old bytes as context; see
-// docs/FORMAT.md for the algorithm and docs/PERFORMANCE.md for figures.
+// alignment). In executables (ELF for x86-64, AArch64 and ARM, or raw
+// firmware) it finds references (calls, jumps, address computations,
+// pointers) and carries in the patch a map of how far their targets moved,
+// so that both sides predict each reference of an aligned run before the
+// difference is coded, and matches a second time on views of both images
+// where references read as their targets (Zucchini's idea, in bounded
+// memory on the applying side). The differences, the operations and the
+// bytes that match nothing are coded by context-mixing arithmetic coders;
+// see docs/FORMAT.md for the format and docs/PERFORMANCE.md for figures.
 //
 // The package uses only the standard library and
 // github.com/klauspost/compress/zstd, so device code can link it.

@@ -45,8 +45,8 @@ func FuzzApply(f *testing.F) {
 	// Hand-made patches whose zstd frames carry no checksum, so that
 	// mutations reach the block parser and the diff decoder.
 	new := append(bytes.Clone(old[:1000]), "ABCDEF"...)
-	body := block(1006, [][3]int64{{0, 1000, 6}}, zeroDiff(old[:1000]), []byte("ABCDEF"))
-	f.Add(rawNoCRC(old, new, append(body, 0)))
+	body := block(old, 1006, [][3]int64{{0, 1000, 6}}, zeroDiff(old[:1000]), []byte("ABCDEF"))
+	f.Add(rawNoCRC(old, new, append(append([]byte{archNone}, body...), 0)))
 
 	f.Fuzz(func(t *testing.T, patch []byte) {
 		w := &hashCount{h: sha256.New()}
@@ -85,4 +85,83 @@ func rawNoCRC(old, new, body []byte) []byte {
 		panic(err)
 	}
 	return append(hb, z.Bytes()...)
+}
+
+// FuzzApplyRefs applies mutations of patches whose refs section is in use
+// (synthetic programs of each architecture): the reference scanners run on
+// whatever segments and target map the mutated section declares.
+func FuzzApplyRefs(f *testing.F) {
+	p := newSynthProg(archARM64, 7, 40)
+	old := p.image(1)
+	f.Add(createPatch(f, old, p.image(2), nil))
+	for _, arch := range []uint8{archX86, archARM32, archThumb} {
+		q := newSynthProg(arch, 7, 40)
+		// Old stays the AArch64 program: the mutations that get past the
+		// base check keep their section and are read against this old.
+		f.Add(createPatch(f, old, q.image(2), nil))
+	}
+	f.Fuzz(func(t *testing.T, patch []byte) {
+		w := &hashCount{h: sha256.New()}
+		h, err := Apply(context.Background(), bytes.NewReader(old), int64(len(old)), bytes.NewReader(patch), w)
+		if err == nil && (w.n != h.NewSize || !bytes.Equal(w.h.Sum(nil), h.NewSHA256[:])) {
+			t.Fatalf("Apply succeeded with %d bytes not matching the header", w.n)
+		}
+	})
+}
+
+// FuzzReadRefs parses arbitrary refs sections: never a panic, never more
+// segments or target ranges than the limits, and what it accepts encodes
+// back to the same section, then predicts over arbitrary bytes.
+func FuzzReadRefs(f *testing.F) {
+	for _, arch := range []uint8{archX86, archARM64, archARM32, archThumb} {
+		q := newSynthProg(arch, 3, 30)
+		old, new := q.image(1), q.image(2)
+		var list []op
+		diff(context.Background(), old, new, func(a, b, c int) error { list = append(list, op{a, b, c}); return nil })
+		if m := chooseRefs(old, new, list); m != nil {
+			f.Add(appendRefs(nil, m), old[:min(len(old), 5000)])
+		}
+	}
+	f.Fuzz(func(t *testing.T, sec, code []byte) {
+		m, err := readRefs(bytes.NewReader(sec), 1<<20, 1<<20)
+		if err != nil || m == nil {
+			return
+		}
+		if len(m.old) > MaxRefSegments || len(m.new) > MaxRefSegments || len(m.tab) > MaxRefEntries {
+			t.Fatalf("limits passed: %d+%d segments, %d ranges", len(m.old), len(m.new), len(m.tab))
+		}
+		if again := appendRefs(nil, m); !bytes.HasPrefix(sec, again) {
+			t.Fatalf("section re-encodes differently")
+		}
+		buf := bytes.Clone(code)
+		m.predict(buf, 0, 0)
+		m.predict(bytes.Clone(code), int64(len(code)), 7)
+		if len(buf) != len(code) {
+			t.Fatal("predict changed the length")
+		}
+	})
+}
+
+// FuzzParseELF parses arbitrary bytes as ELF: never a panic, and the
+// segments it reports lie inside the file and do not overlap.
+func FuzzParseELF(f *testing.F) {
+	for _, arch := range []uint8{archX86, archARM64, archARM32} {
+		f.Add(newSynthProg(arch, 5, 10).image(1))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		info, ok := parseELF(b)
+		if !ok {
+			return
+		}
+		var end uint64
+		for _, s := range info.segs {
+			if s.kind == segBss {
+				continue
+			}
+			if s.off < end || s.off+s.size > uint64(len(b)) || s.size == 0 {
+				t.Fatalf("segment %+v outside the file (%d bytes) or overlapping", s, len(b))
+			}
+			end = s.off + s.size
+		}
+	})
 }

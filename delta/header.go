@@ -17,7 +17,10 @@ const Magic = "\x89UPD\r\n\x1a\n"
 // Version is the patch format version this package reads and writes.
 // Version 2 changed the diff coder (subgroup flags, recent-value
 // decisions); version 1 patches are refused with ErrVersion.
-const Version = 2
+const Version = 3
+
+// minVersion is the oldest format version Apply still reads.
+const minVersion = 2
 
 // HeaderSize is the size in bytes of the fixed patch header.
 const HeaderSize = 116
@@ -140,7 +143,11 @@ func (h *Header) PatchSize() int64 { return HeaderSize + h.BodySize }
 // buffers and decoder (window, block and control buffers); the rest is a
 // small constant.
 func (h *Header) MaxApplyMemory() int64 {
-	return 2*int64(h.Window) + int64(h.BlockSize) + int64(h.CtrlSize) + modelMemory(int(h.ModelBits))
+	n := 2*int64(h.Window) + int64(h.BlockSize) + int64(h.CtrlSize) + modelMemory(int(h.ModelBits))
+	if h.Version >= 3 {
+		n += litMemory(int(h.ModelBits)) + refsMemory + ctrlMemory
+	}
+	return n
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -203,8 +210,8 @@ func parseHeader(b []byte) (*Header, error) {
 		CtrlSize:  le.Uint32(b[20:]),
 		ModelBits: b[11],
 	}
-	if h.Version != Version {
-		return nil, fmt.Errorf("%w: version %d (this build reads %d)", ErrVersion, h.Version, Version)
+	if h.Version < minVersion || h.Version > Version {
+		return nil, fmt.Errorf("%w: version %d (this build reads %d..%d)", ErrVersion, h.Version, minVersion, Version)
 	}
 	if h.Algorithm != AlgBlocksZstd {
 		return nil, fmt.Errorf("%w: algorithm %d", ErrVersion, b[10])
@@ -231,7 +238,7 @@ func parseHeader(b []byte) (*Header, error) {
 // check verifies every field against the fixed limits.
 func (h *Header) check() error {
 	switch {
-	case h.Version != Version || h.Algorithm != AlgBlocksZstd:
+	case h.Version < minVersion || h.Version > Version || h.Algorithm != AlgBlocksZstd:
 		return fmt.Errorf("%w: version %d algorithm %d", ErrVersion, h.Version, h.Algorithm)
 	case h.Window < MinWindow || h.Window > MaxWindow || h.Window&(h.Window-1) != 0:
 		return fmt.Errorf("%w: window %d (power of two in %d..%d)", ErrBounds, h.Window, MinWindow, MaxWindow)
