@@ -8,160 +8,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/upkit/upkit/device"
+	"github.com/upkit/upkit/internal/testutil/faultfs"
 )
 
-var errCrash = errors.New("test: simulated power loss")
-
-// faultFS is an FS that loses power at its failAt-th mutating step (a
-// write, sync, truncate, rename, directory sync or removal; 1-based): that
-// step fails (a write is torn: half of it reaches the file) and every
-// operation after it fails too, as on a dead device. A restart is a new
-// Device over the same directories with a healthy FS.
-type faultFS struct {
-	inner   device.OSFS
-	mu      sync.Mutex
-	failAt  int
-	steps   int
-	crashed bool
-}
-
-// step counts one mutating step and reports whether it must fail.
-func (f *faultFS) step() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.crashed {
-		return errCrash
-	}
-	f.steps++
-	if f.steps == f.failAt {
-		f.crashed = true
-		return errCrash
-	}
-	return nil
-}
-
-func (f *faultFS) dead() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.crashed {
-		return errCrash
-	}
-	return nil
-}
-
-func (f *faultFS) OpenFile(name string, flag int, perm fs.FileMode) (device.File, error) {
-	if err := f.dead(); err != nil {
-		return nil, err
-	}
-	if flag&os.O_TRUNC != 0 {
-		if err := f.step(); err != nil {
-			return nil, err
-		}
-	}
-	inner, err := f.inner.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return &faultFile{File: inner, fs: f}, nil
-}
-
-func (f *faultFS) Rename(o, n string) error {
-	if err := f.step(); err != nil {
-		return err
-	}
-	return f.inner.Rename(o, n)
-}
-
-func (f *faultFS) Remove(name string) error {
-	if err := f.step(); err != nil {
-		return err
-	}
-	return f.inner.Remove(name)
-}
-
-func (f *faultFS) MkdirAll(p string, perm fs.FileMode) error {
-	if err := f.dead(); err != nil {
-		return err
-	}
-	return f.inner.MkdirAll(p, perm)
-}
-
-func (f *faultFS) Stat(name string) (fs.FileInfo, error) {
-	if err := f.dead(); err != nil {
-		return nil, err
-	}
-	return f.inner.Stat(name)
-}
-
-func (f *faultFS) ReadDir(name string) ([]fs.DirEntry, error) {
-	if err := f.dead(); err != nil {
-		return nil, err
-	}
-	return f.inner.ReadDir(name)
-}
-
-func (f *faultFS) SyncDir(name string) error {
-	if err := f.step(); err != nil {
-		return err
-	}
-	return f.inner.SyncDir(name)
-}
-
-type faultFile struct {
-	device.File
-	fs *faultFS
-}
-
-func (f *faultFile) Write(b []byte) (int, error) {
-	if err := f.fs.step(); err != nil {
-		if !errors.Is(f.fs.dead(), errCrash) || len(b) < 2 {
-			return 0, err
-		}
-		n, _ := f.File.Write(b[:len(b)/2]) // torn write
-		return n, err
-	}
-	return f.File.Write(b)
-}
-
-func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
-	if err := f.fs.step(); err != nil {
-		n, _ := f.File.WriteAt(b[:len(b)/2], off) // torn write
-		return n, err
-	}
-	return f.File.WriteAt(b, off)
-}
-
-func (f *faultFile) Read(b []byte) (int, error) {
-	if err := f.fs.dead(); err != nil {
-		return 0, err
-	}
-	return f.File.Read(b)
-}
-
-func (f *faultFile) ReadAt(b []byte, off int64) (int, error) {
-	if err := f.fs.dead(); err != nil {
-		return 0, err
-	}
-	return f.File.ReadAt(b, off)
-}
-
-func (f *faultFile) Sync() error {
-	if err := f.fs.step(); err != nil {
-		return err
-	}
-	return f.File.Sync()
-}
-
-func (f *faultFile) Truncate(n int64) error {
-	if err := f.fs.step(); err != nil {
-		return err
-	}
-	return f.File.Truncate(n)
-}
+// The power cuts come from internal/testutil/faultfs: a device.FS that
+// loses power at its FailAt-th mutating step (a torn write, a sync, a
+// truncate, a rename, a directory sync or a removal) and fails every call
+// after it. A restart is a new Device over the same directories with a
+// healthy FS.
 
 // assertNotBackwards fails if a monotonic field of after is below before.
 func assertNotBackwards(t *testing.T, before, after *device.State) {
@@ -213,9 +70,9 @@ func crashLoop(t *testing.T, setup func() *dev, op func(d *dev) error, check fun
 		if err != nil {
 			t.Fatal(err)
 		}
-		ffs := &faultFS{failAt: n}
+		ffs := faultfs.New(n)
 		err = op(newDev(t, d.dir, ffs))
-		if !ffs.crashed {
+		if !ffs.Crashed() {
 			if err != nil {
 				t.Fatalf("no crash, but: %v", err)
 			}
@@ -225,7 +82,7 @@ func crashLoop(t *testing.T, setup func() *dev, op func(d *dev) error, check fun
 			}
 			return
 		}
-		if err != nil && !errors.Is(err, errCrash) {
+		if err != nil && !errors.Is(err, faultfs.ErrCrash) {
 			t.Fatalf("crash at step %d: error %v does not report it", n, err)
 		}
 		restarted := newDev(t, d.dir, nil)

@@ -5,8 +5,8 @@
 // A step is a mutating call: a write (torn: half of it reaches the file), a
 // sync, a truncate, a rename, a directory sync, a removal, or an open that
 // truncates. The failing step and every call after it fail with ErrCrash,
-// as on a dead device. (device's own power-loss tests have the same
-// machine in device/powerloss_test.go.)
+// as on a dead device, which writes nothing more: only the cut write is
+// torn. device's own power-loss tests use it too.
 package faultfs
 
 import (
