@@ -6,9 +6,11 @@
 // Writing a slot: the slot is resolved (PARTLABEL=name through
 // /dev/disk/by-partlabel), checked, opened without creating or truncating
 // anything, written sequentially from offset 0 by the device library, never
-// past its end, then fsynced and its cached pages dropped, so that the
-// device library's read-back against the signed digest reads the medium,
-// not memory. A slot is refused (ErrBusy) when it is the slot the running
+// past its end, then fsynced and its cached pages dropped. Block devices
+// are read with O_DIRECT, so that the device library's read-back against
+// the signed digest, and its reads of the committed slot (a delta's base,
+// the image checked at commit), see what the medium holds, not what the
+// kernel keeps in memory for a mounted file system. A slot is refused (ErrBusy) when it is the slot the running
 // system booted from (the bootloader's Booted), when it or one of its
 // partitions is mounted (/proc/self/mountinfo, by major:minor), when the
 // kernel holds it (device-mapper or md on top of it; a block device is
