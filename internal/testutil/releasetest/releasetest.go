@@ -59,6 +59,7 @@ func New(t testing.TB) *Server { return NewAt(t, Now) }
 // NewAt returns a server whose releases are created shortly before now and
 // expire a month after it; its trust root expires five years after now.
 func NewAt(t testing.TB, now time.Time) *Server {
+	now = now.UTC().Truncate(time.Second)
 	t.Helper()
 	k := testkeys.Ed25519(1)
 	id, pub := manifest.KeyOf(k.Public())
