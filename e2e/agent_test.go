@@ -609,6 +609,16 @@ func TestAgentRollbackRefused(t *testing.T) {
 	s.expectVars("grubenv", s.grubenv(d), "ORDER=A B", "A_OK=1", "B_OK=0")
 }
 
+// lastAgentStep returns the step of the last agent line among lines.
+func lastAgentStep(lines []Line) string {
+	for i := len(lines) - 1; i >= 0; i-- {
+		if st := agentStep(lines[i]); st != "" {
+			return st
+		}
+	}
+	return ""
+}
+
 // The phases of an update that TestAgentPowerCuts cuts in (AgentPhase).
 var cutPhases = []string{"download", "slot-write", "activation", "reboot", "commit"}
 
@@ -681,13 +691,16 @@ func TestAgentPowerCuts(t *testing.T) {
 	for k := 1; k <= n; k++ {
 		target := cutPhases[(k-1+offset)%len(cutPhases)]
 		w := win[target]
-		lo, span := w[0], w[1]-w[0]
-		if span < 300*time.Millisecond {
-			// A short step (activation is one file write): around it.
-			lo, span = lo-100*time.Millisecond, 400*time.Millisecond
+		// The cut waits for its phase to begin on the console, then for a
+		// random part of how long that phase lasted in the first update.
+		// Activation is one file write, logged once done: its cut waits for
+		// the install's last line before it ("installed:") and falls within
+		// 300 ms of it, before or after the write.
+		delay := time.Duration(rng.Int64N(int64(max(w[1]-w[0], time.Millisecond))))
+		if target == "activation" {
+			delay = time.Duration(rng.Int64N(int64(300 * time.Millisecond)))
 		}
-		at := lo + time.Duration(rng.Int64N(int64(span)))
-		outcome, why, phase, booted := s.cutOnce(k, at)
+		outcome, why, phase, booted, at := s.cutOnce(k, target, delay)
 		during[phase]++
 		switch outcome {
 		case "COMPLETED":
@@ -711,13 +724,15 @@ func TestAgentPowerCuts(t *testing.T) {
 }
 
 // cutOnce runs one cut of TestAgentPowerCuts on a fresh device: the update
-// is cut at +at from its install command. It returns the outcome
-// (COMPLETED, RETRIED or FAIL), why it failed, the phase the cut fell in
-// and what the device booted after it ("RELEASE slot X").
-func (s *scenario) cutOnce(k int, at time.Duration) (outcome, why, phase, booted string) {
+// is cut delay after the console shows the target phase (for activation,
+// after the install's "installed:" line). It returns the outcome
+// (COMPLETED, RETRIED or FAIL), why it failed, the phase the cut fell in,
+// what the device booted after it ("RELEASE slot X") and when the cut fell,
+// from the install command.
+func (s *scenario) cutOnce(k int, target string, delay time.Duration) (outcome, why, phase, booted string, at time.Duration) {
 	s.Helper()
-	fail := func(format string, args ...any) (string, string, string, string) {
-		return "FAIL", fmt.Sprintf(format, args...), phase, booted
+	fail := func(format string, args ...any) (string, string, string, string, time.Duration) {
+		return "FAIL", fmt.Sprintf(format, args...), phase, booted, at
 	}
 	d := s.agentDevice(GRUB, "1.0.0", "2.0.0-full")
 	m, err := d.Start(s.ctx())
@@ -735,7 +750,25 @@ func (s *scenario) cutOnce(k int, at time.Duration) (outcome, why, phase, booted
 	if err != nil {
 		return fail("%v", err)
 	}
-	time.Sleep(j.At + at - m.Elapsed())
+	order := map[string]int{}
+	for i, p := range append(cutPhases, "done") {
+		order[p] = i + 1
+	}
+	for deadline := time.Now().Add(*flagBootTimeout); ; time.Sleep(10 * time.Millisecond) {
+		p := m.AgentPhase()
+		if target == "activation" {
+			if order[p] > order["slot-write"] || p == "slot-write" && lastAgentStep(m.sinceJob(j)) == "installed" {
+				break
+			}
+		} else if order[p] >= order[target] {
+			break
+		}
+		if time.Now().After(deadline) || m.Exited() {
+			return fail("the update did not reach %s (phase %s)", target, p)
+		}
+	}
+	time.Sleep(delay)
+	at = m.Elapsed() - j.At
 	phase = m.AgentPhase()
 	m.Cut()
 
@@ -812,5 +845,5 @@ func (s *scenario) cutOnce(k int, at time.Duration) (outcome, why, phase, booted
 	if c := s.tpmCounter(d); c != 2 {
 		return fail("the TPM holds %d after the update (tpm2_nvread)", c)
 	}
-	return outcome, "", phase, booted
+	return outcome, "", phase, booted, at
 }
