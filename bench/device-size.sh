@@ -25,6 +25,7 @@ root=$(pwd)
 OUT=${OUT:-$root/docs/PERFORMANCE-device.md}
 SIZE=${SIZE:-104857600}
 command -v /usr/bin/time >/dev/null || { echo "bench: /usr/bin/time is missing (apt-get install -y time)" >&2; exit 1; }
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 work=${WORK:-$(mktemp -d /tmp/upkit-device-bench.XXXXXX)}
 mkdir -p "$work"
 trap '[ -n "${WORK:-}" ] || rm -rf "$work"' EXIT
@@ -87,7 +88,9 @@ done
 cat >"$OUT" <<MD
 # Device library: size and memory
 
-Measured by \`bench/device-size.sh\` on $(date -u +%Y-%m-%d), $(go version | cut -d' ' -f3), $(uname -m) host.
+Measured by \`bench/device-size.sh\` on $(date -u +%Y-%m-%d), $(go version | cut -d' ' -f3), $(uname -m) host,
+$(nproc) cores, load average $load_start at the start and $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work shares the machine:
+times vary with it, sizes and peak RSS hardly).
 
 ## Binary size (linux/arm64, \`CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'\`)
 

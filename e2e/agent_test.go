@@ -754,8 +754,11 @@ func (s *scenario) cutOnce(k int, target string, delay time.Duration) (outcome, 
 	for i, p := range append(cutPhases, "done") {
 		order[p] = i + 1
 	}
+	// The phase of the update: from the lines since the install command (the
+	// first boot's agent reported before it).
+	phaseNow := func() string { return agentPhaseOf(m.sinceJob(j)) }
 	for deadline := time.Now().Add(*flagBootTimeout); ; time.Sleep(10 * time.Millisecond) {
-		p := m.AgentPhase()
+		p := phaseNow()
 		if target == "activation" {
 			if order[p] > order["slot-write"] || p == "slot-write" && lastAgentStep(m.sinceJob(j)) == "installed" {
 				break
@@ -769,7 +772,7 @@ func (s *scenario) cutOnce(k int, target string, delay time.Duration) (outcome, 
 	}
 	time.Sleep(delay)
 	at = m.Elapsed() - j.At
-	phase = m.AgentPhase()
+	phase = phaseNow()
 	m.Cut()
 
 	// Power on again: the committed release boots, or the update if it

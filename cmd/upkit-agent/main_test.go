@@ -203,7 +203,7 @@ func TestSIGTERM(t *testing.T) {
 	if err != nil || time.Since(start) > 5*time.Second {
 		t.Fatalf("after SIGTERM: %v after %s\n%s", err, time.Since(start), stderr.String())
 	}
-	for _, want := range []string{"<6>boot: provisioned", "<6>stop: stopping"} {
+	for _, want := range []string{"<6>provision: the device starts", "<6>stop: stopping"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("the log lacks %q:\n%s", want, stderr.String())
 		}

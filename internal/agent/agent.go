@@ -210,7 +210,7 @@ func (a *Agent) prepare(ctx context.Context) (string, error) {
 		if err := a.dev.Provision(ctx, root, a.Now()); err != nil && !errors.Is(err, device.ErrProvisioned) {
 			return "", fmt.Errorf("agent: provisioning with the trust root %s: %w", a.cfg.TrustRoot, err)
 		}
-		a.log.Infof("boot: provisioned with the trust root %s", a.cfg.TrustRoot)
+		a.log.Infof("provision: the device starts from the trust root %s", a.cfg.TrustRoot)
 		st, err = a.dev.Status(ctx)
 	}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -71,7 +72,9 @@ func (a *Agent) Install(ctx context.Context, source string, reboot bool) (*Insta
 	a.log.Infof("check: %s", source)
 	src, err := devicedir.OpenNewest(ctx, a.dev, source, "", now, a.opts)
 	if err != nil {
-		if errors.Is(err, oci.ErrNotRelease) || errors.Is(err, oci.ErrNotFound) {
+		// A folder with neither an OCI image layout nor a release.json (a
+		// stick's mount point with no stick) holds no release either.
+		if errors.Is(err, oci.ErrNotRelease) || errors.Is(err, oci.ErrNotFound) || strings.HasPrefix(source, "/") && errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s: %w", ErrNoSource, source, err)
 		}
 		return nil, err

@@ -22,8 +22,8 @@ const (
 // priority and strips; elsewhere (a console, a terminal) each line starts
 // with "upkit-agent: ". The first word after that names the step, so
 // that lines are easy to grep and to follow on a serial console: check,
-// fetch, write, verify, installed, activate, reboot, boot, adopt, health,
-// commit, rollback, wait, stop, error.
+// fetch, write, verify, installed, activate, reboot, provision, boot,
+// adopt, health, commit, rollback, wait, stop, error.
 type Logger struct {
 	mu      sync.Mutex
 	w       io.Writer
