@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -378,4 +380,48 @@ func TestTPMCounterAdvancesAtCommit(t *testing.T) {
 	if !strings.Contains(r.log(), "TPM counters: rootfs=2") {
 		t.Fatalf("log:\n%s", r.log())
 	}
+}
+
+// TestRunLoopLayout: `run` with an OCI image layout folder as its source
+// (a USB stick's mount point): no stick yet is no source, checked again at
+// the next interval; a stick with releases 1 and 2 appears, and the loop
+// installs 2 (the newest it accepts), reboots and ends.
+func TestRunLoopLayout(t *testing.T) {
+	r := newRig(t, "u-boot")
+	stick := filepath.Join(t.TempDir(), "usb")
+	r.cfg.Source = Source{Layout: stick}
+	r.mustBoot("normal", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.agent().Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(r.log(), "(no USB stick?)") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the loop did not look for the stick twice:\n%s", r.log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	os.MkdirAll(stick, 0o755) // mounted, still empty
+	before := strings.Count(r.log(), "no update source")
+	for strings.Count(r.log(), "no update source") < before+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("an empty mount point:\n%s", r.log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.srv.Publish("oci:"+stick+":r1", r.rel1)
+	r.srv.Publish("oci:"+stick+":r2", r.rel2)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v\n%s", err, r.log())
+		}
+	case <-ctx.Done():
+		t.Fatalf("run did not install from the stick:\n%s", r.log())
+	}
+	if r.rebootCount() != 1 || !r.slotHolds("B", payloadV2) || strings.Contains(r.log(), "error: ") {
+		t.Fatalf("reboots %d, slot B holds v2 %v:\n%s", r.rebootCount(), r.slotHolds("B", payloadV2), r.log())
+	}
+	r.expectVars("BOOT_ORDER=B A", "BOOT_B_LEFT=3")
 }
