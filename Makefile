@@ -40,9 +40,10 @@ fuzz-smoke:
 test-deps:
 	scripts/test-deps.sh
 
-# The test command of README.md and CI; installs what it needs first.
+# The test command of README.md and CI; installs what it needs first
+# (e2e-short installs the QEMU device's packages).
 test: test-deps
-	$(MAKE) vet race fuzz-smoke
+	$(MAKE) vet race fuzz-smoke e2e-short
 
 # Each fuzz target for FUZZLONG (default 10m).
 fuzz:
@@ -64,11 +65,14 @@ e2e: e2e-deps
 	$(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) -run '$(RUN)' ./e2e \
 	  -args -e2e.cuts=$(CUTS) -e2e.seed=$(SEED) $(if $(V),-e2e.console)
 
-# A smaller set (a few minutes here): the fallback and 5 power cuts.
-E2E_SHORT ?= TestGRUBFallback|TestGRUBPowerCuts
+# What make test runs of it: the agent's scenarios 1 (update by delta), 2
+# (failed update), 3 (rollback refused) and E2E_SHORT_CUTS power cuts of an
+# update (docs/E2E.md has the times).
+E2E_SHORT ?= TestAgent(UpdateDelta|FailedUpdate|RollbackRefused|PowerCuts)$$
+E2E_SHORT_CUTS ?= 5
 e2e-short: e2e-deps
 	$(GO) test -tags e2e -count=1 -v -timeout 60m -run '$(E2E_SHORT)' ./e2e \
-	  -args -e2e.cuts=5 -e2e.seed=$(SEED) $(if $(V),-e2e.console)
+	  -args -e2e.cuts=$(E2E_SHORT_CUTS) -e2e.seed=$(SEED) $(if $(V),-e2e.console)
 
 e2e-deps:
 	scripts/test-deps.sh --e2e

@@ -95,7 +95,7 @@ func writePatch(ctx context.Context, old, new []byte, w io.Writer, opts *Options
 	if err != nil {
 		return nil, err
 	}
-	if len(old) > MaxImageSize || len(new) > MaxImageSize {
+	if int64(len(old)) > MaxImageSize || int64(len(new)) > MaxImageSize {
 		return nil, fmt.Errorf("%w: old %d, new %d bytes (max %d)", ErrTooLarge, len(old), len(new), int64(MaxImageSize))
 	}
 	h := &Header{

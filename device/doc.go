@@ -6,6 +6,7 @@
 //
 //	d, _ := device.New(device.Config{Store: ..., Slots: ..., Hardware: "gw-100", StagingDir: ...})
 //	d.Provision(ctx, embeddedRoot, now)          // once: the trust root the device starts from
+//	d.Adopt(ctx, factoryRelease, nil, map[string]string{"rootfs": device.SlotA}, now) // once, optional: what it was flashed with
 //	plan, err := d.CheckAndRecord(ctx, releaseEnvelope, rootChain, now) // every check, before any download
 //	res, err := d.Install(ctx, source, plan, now) // fetch, verify, write the inactive slots: pending
 //	// reboot into the new slots; if healthy:

@@ -54,8 +54,26 @@ func (OSFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
 	return f, nil
 }
 
-// Rename implements FS.
-func (OSFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+// Rename implements FS. After renaming it fsyncs the file under its new
+// name: FAT (vfat, the EFI system partition where a grubenv lives) keeps a
+// file's directory entry with the file, so a rename reaches the disk when
+// the renamed file is synced, not when its directory is (SyncDir). Without
+// it, a power cut after a replaced grubenv was "synced" left the old
+// directory entry pointing at clusters the new FAT had freed.
+func (OSFS) Rename(oldpath, newpath string) error {
+	if err := os.Rename(oldpath, newpath); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(newpath, os.O_RDONLY|oNoFollow|oNonBlock, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // Remove implements FS.
 func (OSFS) Remove(name string) error { return os.Remove(name) }

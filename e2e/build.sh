@@ -25,7 +25,8 @@
 #   UPKIT_E2E_CACHE       cache folder (default ${XDG_CACHE_HOME:-$HOME/.cache}/upkit/e2e)
 #   UPKIT_E2E_CONTRIB     the folder holding grub/grub.cfg and u-boot/boot.cmd (default: contrib/)
 #   UPKIT_E2E_KERNEL_DEB  a linux-image-*-cloud-amd64 .deb to use instead of downloading one
-#   UPKIT_E2E_OVERLAY     a folder copied over every rootfs (the agent, its config, the trust root)
+#   UPKIT_E2E_OVERLAY     a folder copied over every rootfs (the agent, its configs, the trust root;
+#                         e2e_test.go's TestMain makes it)
 #
 # The kernel comes from Debian's linux-image-cloud-amd64: its .deb is fetched with
 # `apt-get download` into the cache (no install: that would run update-initramfs) and
@@ -47,6 +48,10 @@ die() {
 # Sizes in MiB. The disk: 1 MiB for the GPT, then the partitions in this order.
 ESP_MIB=32
 ROOTFS_MIB=64
+# Each release's root file system is smaller than its partition (as an
+# image usually is than its slot): what the agent fetches, writes and reads
+# back is this image.
+ROOTFS_FS_MIB=32
 DATA_MIB=64
 STICK_MIB=64
 BOOTFLASH_MIB=4
@@ -148,7 +153,7 @@ versions=$(dpkg-query -W -f='${Package}=${Version}\n' grub-efi-amd64-bin grub-co
 overlay_sum=none
 if [ -n "$OVERLAY" ]; then
 	overlay_sum=$(cd "$OVERLAY" && find . -print0 | LC_ALL=C sort -z |
-		tar --null -T - --no-recursion --numeric-owner --owner=0 --group=0 --mtime=@0 -cf - | sha256sum | cut -c1-64)
+		tar --numeric-owner --owner=0 --group=0 --mtime=@0 --null --no-recursion -cf - -T - | sha256sum | cut -c1-64)
 fi
 key=$({
 	sha256sum "$0" "$here"/guest/* "$here"/grub/* "$here"/uboot/* "$GRUB_CFG" "$UBOOT_CMD" | cut -c1-64
@@ -212,10 +217,14 @@ mkroot() { # NAME VERSION HEALTH INIT
 	printf '#!/bin/sh\n# The health check the agent runs after a boot: this release exits %s.\necho "health: release %s exits %s"\nexit %s\n' \
 		"$3" "$1" "$3" "$3" >"$r/usr/lib/upkit-e2e/health"
 	chmod 0755 "$r/usr/lib/upkit-e2e/health"
+	# The agent's reboot command: the marker the harness waits for, then an
+	# immediate reset (PID 1 is the e2e init, which handles no signals).
+	printf '#!/bin/sh\nsync\necho "UPKIT-E2E rebooting" >/dev/console\nreboot -f\n' >"$r/usr/lib/upkit-e2e/reboot"
+	chmod 0755 "$r/usr/lib/upkit-e2e/reboot"
 	if [ -n "$OVERLAY" ]; then
 		cp -a "$OVERLAY"/. "$r"/
 	fi
-	mkext4 "$r" "$work/rootfs-$1.ext4" "$ROOTFS_MIB" rootfs
+	mkext4 "$r" "$work/rootfs-$1.ext4" "$ROOTFS_FS_MIB" rootfs
 }
 while read -r name vid health init; do
 	[ -n "$name" ] || continue

@@ -77,6 +77,42 @@ func TestPhase(t *testing.T) {
 	}
 }
 
+func TestAgentPhase(t *testing.T) {
+	mk := func(event string) Line { return Line{Marker: &Marker{Event: event}} }
+	out := func(text string) Line {
+		l := Line{Text: "UPKIT-E2E out id=3 | " + text}
+		m, _ := ParseMarker(l.Text)
+		l.Marker = &m
+		return l
+	}
+	raw := func(text string) Line { return Line{Text: text} }
+	install := []Line{mk("ready"), out("upkit-agent: check: /mnt/stick")}
+	tests := []struct {
+		lines []Line
+		want  string
+	}{
+		{[]Line{mk("grub-start"), mk("init")}, "init"},
+		{install, "download"},
+		{append(install, out("upkit-agent: fetch: rootfs 1 of 9 (11%)")), "download"},
+		{append(install, out("upkit-agent: write: rootfs 1 of 9 (11%)")), "slot-write"},
+		{append(install, out("upkit-agent: write: rootfs 9 of 9"), out("upkit-agent: verify: rootfs 1 of 9")), "slot-write"},
+		{append(install, out("upkit-agent: installed: rootfs 2.0.0")), "slot-write"},
+		{append(install, out("upkit-agent: activate: slot B boots next")), "activation"},
+		{append(install, out("upkit-agent: reboot: /usr/lib/upkit-e2e/reboot")), "reboot"},
+		{append(install, out("upkit-agent: reboot: /usr/lib/upkit-e2e/reboot"), mk("rebooting"), mk("grub-start")), "reboot"},
+		{[]Line{mk("init"), raw("upkit-agent: boot: booted slot B (trial-booted)")}, "commit"},
+		{[]Line{mk("init"), raw("upkit-agent: boot: booted slot B"), raw("upkit-agent: health: passed"), raw("upkit-agent: verify: rootfs 1 of 9")}, "commit"},
+		{[]Line{mk("init"), raw("upkit-agent: commit: release 2 committed"), mk("agent-boot")}, "done"},
+		{[]Line{raw("upkit-agent: health: /usr/lib/upkit-e2e/health: exit status 1"), raw("upkit-agent: reboot: x"), mk("rebooting"), mk("grub-chose")}, "reboot"},
+		{[]Line{raw("upkit-agent: boot: booted slot A (normal)"), mk("grub-start")}, "reboot"},
+	}
+	for _, tt := range tests {
+		if got := agentPhaseOf(tt.lines); got != tt.want {
+			t.Errorf("agentPhaseOf(%v) = %q, want %q", tt.lines, got, tt.want)
+		}
+	}
+}
+
 func TestBootTimings(t *testing.T) {
 	b := Boot{Loader: "grub", Begin: 2 * time.Second, LoaderAt: 7 * time.Second, ChoseAt: 7500 * time.Millisecond,
 		KernelAt: 10 * time.Second, InitAt: 15 * time.Second, ReadyAt: 15500 * time.Millisecond}

@@ -48,16 +48,20 @@ func TestMain(m *testing.M) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	t0 := time.Now()
-	// TODO(issue 15, agent): once cmd/upkit-agent exists, build it here for
-	// linux/amd64 (CGO_ENABLED=0, -trimpath), write its config
-	// (/etc/upkit/agent.conf: grub backend on /boot/efi/EFI/BOOT/grubenv or
-	// U-Boot's /boot/efi/upkit.env, slots /dev/disk/by-partlabel/rootfs-a|b,
-	// state and staging on /data, TPM counters on /dev/tpmrm0, health check
-	// /usr/lib/upkit-e2e/health, reboot command "reboot") and the trust root
-	// into a folder, and pass it as UPKIT_E2E_OVERLAY=DIR below: build.sh
-	// copies it into every rootfs and keys its cache on it.
-	img, err := BuildImages(ctx, "..", nil, os.Stderr)
+	// The agent, its configurations and the trust root, copied into every
+	// rootfs (agent_test.go).
+	overlay, err := os.MkdirTemp("", "upkit-e2e-overlay-")
+	if err == nil {
+		err = makeOverlay(ctx, overlay)
+	}
+	if err != nil {
+		cancel()
+		fmt.Printf("e2e: images: FAIL (the agent's overlay: %v)\ne2e: 0 passed, 1 failed\n", err)
+		os.Exit(1)
+	}
+	img, err := BuildImages(ctx, "..", []string{"UPKIT_E2E_OVERLAY=" + overlay}, os.Stderr)
 	cancel()
+	os.RemoveAll(overlay)
 	if err != nil {
 		fmt.Printf("e2e: images: FAIL (%v)\ne2e: 0 passed, 1 failed\n", err)
 		os.Exit(1)
@@ -332,8 +336,9 @@ func TestGRUBCommit(t *testing.T) {
 	m := s.start(d)
 	s.expectBoot(s.waitBoot(m), "grub", "B", "2.0.0")
 	s.powerOff(m)
-	// The booted system marks B good: one more try, as RAUC's mark-good does.
-	// TODO(issue 15, agent): done by `upkit-agent boot` in the guest instead.
+	// The booted system marks B good: one more try, as RAUC's mark-good does
+	// (here from outside; TestAgentUpdateDelta has upkit-agent do it in the
+	// guest, with the commit).
 	s.setGrubenv(d, "B_OK=1", "B_TRY=0")
 	m = s.start(d)
 	b := s.waitBoot(m)
@@ -511,30 +516,5 @@ func TestUBootFallback(t *testing.T) {
 	s.note("trial boot %s; fallback boot %s", b1.Timings(), b2.Timings())
 }
 
-// TODO(issue 15, agent): the agent-driven scenarios, once cmd/upkit-agent
-// exists (see the TODO in TestMain for the image, and e2e/guest/init for
-// `upkit-agent boot` on every boot). Each is a Test here, with begin(t, NAME):
-//
-//  1. update-delta: publish releases 1.0.0 and 2.0.0 (rootfs-1.0.0.ext4,
-//     rootfs-2.0.0.ext4 packed, signed, with a delta 1->2) to an OCI image
-//     layout with the upkit library; d.SetStick(layout); boot (A, 1.0.0);
-//     m.Run("upkit-agent install /mnt/stick") and expect rc 0; m.WaitBoot
-//     (the agent reboots): slot B, 2.0.0; m.Run("upkit-agent status --json"):
-//     committed 2.0.0; the TPM counter advanced (tpm2_nvread from the host on
-//     d.TPMDir with swtpm stopped, or `upkit-agent status`).
-//  2. failed-update: stick with 3.0.0 (health check exits 1) and, as a
-//     variant, 3.0.0-noinit; install; the trial boot fails; GRUB falls back
-//     (TestGRUBNoInitFallback shows that half); the boot after: slot B 2.0.0
-//     again, status committed 2.0.0, counter unchanged.
-//  3. rollback-refused: stick with a validly signed 1.0.0; install exits
-//     non-zero naming the rollback; still 2.0.0, no reboot.
-//  4. power-cuts: like TestGRUBPowerCuts, but the cut falls during
-//     `upkit-agent install` (download, slot write, activation), the reboot
-//     and the commit (phases from the agent's log lines on the console);
-//     restart, WaitBoot, then m.Run("upkit-agent install /mnt/stick") again:
-//     COMPLETED when it finishes the update, RETRIED when it had to start it
-//     over; FAIL when the device does not boot a committed (or the already
-//     activated pending) release, or the TPM counter is behind the committed
-//     image or ahead of anything ever installed.
-//  5. uboot: 1 and 2 on a Device made with UBoot (needs contrib/u-boot/boot.cmd
-//     to count attempts down on this U-Boot: TestUBootFallback).
+// The agent's scenarios (update by delta, failed update, rollback refused,
+// power cuts during an update, and U-Boot) are in agent_test.go.

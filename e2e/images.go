@@ -211,6 +211,38 @@ func (d *Device) SetStick(ctx context.Context, dir string) error {
 	return nil
 }
 
+// WriteData writes a file at path (relative, such as
+// "upkit/factory-release.json"; its folders are made) into the ext4 data
+// partition of the powered-off disk, with debugfs, as a factory
+// provisions it; an existing file is replaced.
+func (d *Device) WriteData(ctx context.Context, path string, data []byte) error {
+	p := d.Images.Partitions["data"]
+	fs := fmt.Sprintf("%s?offset=%d", d.Disk, p.Start)
+	local := filepath.Join(d.Dir, "data-"+filepath.Base(path))
+	if err := os.WriteFile(local, data, 0o644); err != nil {
+		return fmt.Errorf("e2e: %w", err)
+	}
+	defer os.Remove(local)
+	dir := ""
+	for _, part := range strings.Split(filepath.Dir(path), "/") {
+		if part == "." {
+			continue
+		}
+		dir = filepath.Join(dir, part)
+		// mkdir fails when the folder exists: only the write is checked.
+		_, _ = run(ctx, nil, "debugfs", "-w", "-R", "mkdir "+dir, fs)
+	}
+	_, _ = run(ctx, nil, "debugfs", "-w", "-R", "rm "+path, fs)
+	if _, err := run(ctx, nil, "debugfs", "-w", "-R", "write "+local+" "+path, fs); err != nil {
+		return err
+	}
+	out, err := run(ctx, nil, "debugfs", "-R", "stat "+path, fs)
+	if err != nil || !strings.Contains(out, fmt.Sprintf("Size: %d", len(data))) {
+		return fmt.Errorf("e2e: %s did not land in the data partition: %v %s", path, err, out)
+	}
+	return nil
+}
+
 // espImage returns the mtools image argument for the ESP inside the disk.
 func (d *Device) espImage() string {
 	return fmt.Sprintf("%s@@%d", d.Disk, d.Images.Partitions["esp"].Start)
@@ -372,6 +404,8 @@ func packageOf(tool string) string {
 		return "grub-common"
 	case "mkenvimage":
 		return "u-boot-tools"
+	case "debugfs":
+		return "e2fsprogs"
 	case "fw_printenv", "fw_setenv":
 		return "libubootenv-tool"
 	case "cp":

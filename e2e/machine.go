@@ -345,6 +345,90 @@ func phaseOf(lines []Line) string {
 	return "firmware"
 }
 
+// AgentPrefix starts the agent's log lines on the console (its boot runs
+// with the console as standard error; the lines of a command the harness
+// runs come back in "out" markers).
+const AgentPrefix = "upkit-agent: "
+
+// agentStep returns the step word of an agent log line ("fetch" for
+// "upkit-agent: fetch: rootfs ..."), or "" for another line.
+func agentStep(l Line) string {
+	text := l.Text
+	if l.Marker != nil {
+		if l.Marker.Event != "out" {
+			return ""
+		}
+		text = l.Marker.Text
+	}
+	rest, ok := strings.CutPrefix(text, AgentPrefix)
+	if !ok {
+		return ""
+	}
+	step, _, ok := strings.Cut(rest, ":")
+	if !ok {
+		return ""
+	}
+	return step
+}
+
+// AgentPhase names the step of an update the device was in at its last
+// console line, from the agent's lines and the boot reports: download
+// (checking the release, fetching), slot-write (writing and reading back
+// the new slot), activation (making the bootloader try it), reboot (from
+// the agent's reboot until the agent runs on the next boot), commit (the
+// agent's boot: health check, commit or rollback), done (the agent's boot
+// reported its exit status), or Phase's name when no agent line came yet.
+func (m *Machine) AgentPhase() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return agentPhaseOf(m.lines)
+}
+
+func agentPhaseOf(lines []Line) string {
+	sawBoot := false // a boot report after the agent's last line
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := lines[i]
+		if mk := l.Marker; mk != nil {
+			switch mk.Event {
+			case "agent-boot":
+				return "done"
+			case "rebooting", "grub-start", "uboot-start", "grub-chose", "uboot-chose", "init", "boot", "init-crash":
+				sawBoot = true
+			}
+		} else if kernelStarts(l.Text) {
+			sawBoot = true
+		}
+		switch agentStep(l) {
+		case "check", "fetch":
+			return "download"
+		case "write", "installed":
+			return "slot-write"
+		case "verify":
+			// Reading back the slot just written, or, at boot, the slot
+			// about to be committed: the step before it tells.
+			for j := i - 1; j >= 0; j-- {
+				switch agentStep(lines[j]) {
+				case "write", "fetch", "check":
+					return "slot-write"
+				case "boot", "health", "adopt":
+					return "commit"
+				}
+			}
+			return "slot-write"
+		case "activate":
+			return "activation"
+		case "reboot":
+			return "reboot"
+		case "boot", "health", "commit", "rollback", "adopt":
+			if sawBoot {
+				return "reboot"
+			}
+			return "commit"
+		}
+	}
+	return phaseOf(lines)
+}
+
 // kernelStarts reports whether a console line is the bootloader's last
 // before the kernel runs: GRUB's "  Booting `Slot B (OK=1 TRY=1)'" (printed
 // once the kernel is loaded) or U-Boot's "Starting kernel ...".
@@ -367,6 +451,11 @@ type Boot struct {
 	Slot, Release, Root string
 	TPM, Stick          bool
 	Problems            string
+	// AgentRC is the exit status of `upkit-agent boot` on this boot (-1
+	// when the image has no agent); AgentLog its lines, without the
+	// "upkit-agent: " prefix.
+	AgentRC  int
+	AgentLog []string
 	// Times since the machine started: the boot began (power on or reset),
 	// the boot script started, chose the slot, the bootloader had loaded
 	// the kernel and started it (GRUB's "Booting `...'", U-Boot's
@@ -405,18 +494,25 @@ func (m *Machine) WaitBoot(ctx context.Context) (Boot, error) {
 	lines := m.lines[from : i+1]
 	m.cursor = i + 1
 	m.mu.Unlock()
-	var b Boot
+	b := Boot{AgentRC: -1}
 	for _, l := range lines {
 		mk := l.Marker
 		if mk == nil {
 			if b.ChoseAt > 0 && kernelStarts(l.Text) {
 				b.KernelAt = l.At
 			}
+			if text, ok := strings.CutPrefix(l.Text, AgentPrefix); ok {
+				b.AgentLog = append(b.AgentLog, text)
+			}
 			continue
 		}
 		switch mk.Event {
 		case "rebooting":
-			b = Boot{Begin: l.At, Tries: b.Tries}
+			b = Boot{Begin: l.At, Tries: b.Tries, AgentRC: -1}
+		case "agent-boot":
+			if rc, err := strconv.Atoi(mk.Field("rc")); err == nil {
+				b.AgentRC = rc
+			}
 		case "grub-start", "uboot-start":
 			b.Loader = strings.TrimSuffix(mk.Event, "-start")
 			b.LoaderAt = l.At
@@ -455,39 +551,69 @@ func (m *Machine) Send(line string) error {
 	return nil
 }
 
-// Run runs a shell command in the booted device and returns its output
-// (standard output and error, lines joined by \n) and exit status.
-func (m *Machine) Run(ctx context.Context, command string) (string, int, error) {
+// Job is a command started in the device (Spawn).
+type Job struct {
+	ID string
+	// At is when it was sent, since the machine started.
+	At   time.Duration
+	from int
+}
+
+// Spawn starts a shell command in the booted device and returns at once;
+// its output comes back line by line as "out" markers (Wait collects
+// them). A command that reboots the device never reports done: wait for
+// the next boot instead (WaitBoot).
+func (m *Machine) Spawn(command string) (Job, error) {
 	if strings.ContainsAny(command, "\n\r") {
-		return "", -1, errors.New("e2e: a console command is one line")
+		return Job{}, errors.New("e2e: a console command is one line")
 	}
 	m.mu.Lock()
 	m.nextID++
-	id := strconv.Itoa(m.nextID)
-	from := len(m.lines)
+	j := Job{ID: strconv.Itoa(m.nextID), from: len(m.lines)}
 	m.mu.Unlock()
-	if err := m.Send("@e2e run " + id + " " + command); err != nil {
-		return "", -1, err
+	j.At = m.Elapsed()
+	if err := m.Send("@e2e run " + j.ID + " " + command); err != nil {
+		return Job{}, err
 	}
-	i, err := m.waitLine(ctx, from, func(l Line) bool {
-		return l.Marker != nil && l.Marker.Event == "done" && l.Marker.Field("id") == id
+	return j, nil
+}
+
+// Wait waits for a spawned command to end and returns its output
+// (standard output and error, lines joined by \n) and exit status.
+func (m *Machine) Wait(ctx context.Context, j Job) (string, int, error) {
+	i, err := m.waitLine(ctx, j.from, func(l Line) bool {
+		return l.Marker != nil && l.Marker.Event == "done" && l.Marker.Field("id") == j.ID
 	})
 	if err != nil {
-		return "", -1, fmt.Errorf("e2e: running %q: %w; console:%s", command, err, m.Tail(10))
+		return "", -1, fmt.Errorf("e2e: command %s: %w; console:%s", j.ID, err, m.Tail(10))
 	}
 	m.mu.Lock()
 	var out []string
-	for _, l := range m.lines[from:i] {
-		if l.Marker != nil && l.Marker.Event == "out" && l.Marker.Field("id") == id {
+	for _, l := range m.lines[j.from:i] {
+		if l.Marker != nil && l.Marker.Event == "out" && l.Marker.Field("id") == j.ID {
 			out = append(out, l.Marker.Text)
 		}
 	}
 	rc, perr := strconv.Atoi(m.lines[i].Marker.Field("rc"))
 	m.mu.Unlock()
 	if perr != nil {
-		return "", -1, fmt.Errorf("e2e: running %q: bad exit status %q", command, m.lines[i].Marker.Field("rc"))
+		return "", -1, fmt.Errorf("e2e: command %s: bad exit status %q", j.ID, m.lines[i].Marker.Field("rc"))
 	}
 	return strings.Join(out, "\n"), rc, nil
+}
+
+// Run runs a shell command in the booted device and returns its output
+// (standard output and error, lines joined by \n) and exit status.
+func (m *Machine) Run(ctx context.Context, command string) (string, int, error) {
+	j, err := m.Spawn(command)
+	if err != nil {
+		return "", -1, err
+	}
+	out, rc, err := m.Wait(ctx, j)
+	if err != nil {
+		return "", -1, fmt.Errorf("e2e: running %q: %w", command, err)
+	}
+	return out, rc, nil
 }
 
 // Reboot asks the init to sync and reset the machine, and waits for the

@@ -89,3 +89,23 @@ func FuzzContentRange(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseCredentials: a device's credentials file is read at every
+// registry request; ParseCredentials must never panic, and every host it
+// returns is a normalized registry name.
+func FuzzParseCredentials(f *testing.F) {
+	f.Add([]byte(`{"auths":{"https://registry.example/v1/":{"auth":"ZGV2aWNlOnMzY3JldA=="}}}`))
+	f.Add([]byte(`{"auths":{"a.example":{"username":"u","password":"p","identitytoken":"t"}},"credsStore":""}`))
+	f.Add([]byte(`{"auths":{"A.example":{},"a.example":{}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		creds, err := ParseCredentials(data, "fuzz")
+		if err != nil {
+			return
+		}
+		for host := range creds {
+			if host == "" || host != registryKey(host) || strings.ContainsAny(host, "/") {
+				t.Fatalf("host %q", host)
+			}
+		}
+	})
+}

@@ -66,10 +66,11 @@ libubootenv-tool libubootenv-tool   fw_printenv                                 
 busybox-static   busybox-static     /var/lib/dpkg/info/busybox-static.list      the guest userland (a static busybox)
 mtools           mtools             mcopy                                       the ESP without mounting it
 dosfstools       dosfstools         /usr/sbin/mkfs.vfat                         the ESP and the boot flash (mkfs.vfat -C)
-e2fsprogs        e2fsprogs          /usr/sbin/mke2fs                            root file systems from folders (mke2fs -d)
+e2fsprogs        e2fsprogs          /usr/sbin/debugfs                           root file systems from folders (mke2fs -d); the factory release into data (debugfs)
 fdisk            fdisk              /usr/sbin/sfdisk                            partition tables on image files
 swtpm            swtpm              swtpm                                       the TPM 2.0 of the device
 swtpm-tools      swtpm-tools        swtpm_setup                                 manufactures the TPM of each device
+tpm2-tools       tpm2-tools         tpm2_nvread                                 the agent counter read from outside, in the TPM of a powered-off device
 '
 
 check_only=0

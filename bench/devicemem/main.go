@@ -4,18 +4,25 @@
 //	devicemem gen DIR SIZE   write a trust root, a release (full package and
 //	                         delta) of a SIZE-byte image, and two devices:
 //	                         DIR/dev-delta runs the old image, DIR/dev-full
-//	                         runs nothing
+//	                         runs nothing; and the same for upkit-agent:
+//	                         DIR/agent-delta (its factory release, the old
+//	                         image, in slot A) and DIR/agent-full (nothing
+//	                         installed), each with agent.json (GRUB
+//	                         environment, file slots, file counters), the
+//	                         release in the OCI layout DIR/layout
 //	devicemem run DIR DEV    install and commit the release on DIR/DEV
 //	                         (the measured process: the device library only)
 //
 // gen is heavy (delta.Create holds both images and a suffix array); run is
-// what a device does.
+// what a device does, and so are `upkit-agent install DIR/layout` and
+// `upkit-agent boot` on the agent devices.
 package main
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -28,14 +35,19 @@ import (
 
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/device"
+	"github.com/upkit/upkit/device/grubenv"
 	"github.com/upkit/upkit/imagepkg"
 	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/manifest"
+	"github.com/upkit/upkit/oci"
 )
 
 const hardware = "bench-board"
 
-var now = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+// now is the clock of the releases: they are created when gen runs and
+// expire a year later, so that upkit-agent (which reads the clock) takes
+// them.
+var now = time.Now().UTC().Truncate(time.Second)
 
 func main() {
 	var err error
@@ -117,6 +129,23 @@ func gen(ctx context.Context, dir string, size int) error {
 		return err
 	}
 	if err := devices(ctx, dir, rootJSON, old); err != nil {
+		return err
+	}
+	// The same release in an OCI image layout, and a release 1 of the old
+	// image (the agent's factory release).
+	rel1, err := release1(ctx, dir, k, old)
+	if err != nil {
+		return err
+	}
+	files := oci.ReleaseFiles(mustParse(relJSON))
+	for i := range files {
+		files[i].Path = filepath.Join(rel, map[string]string{oci.MediaTypePackage: "rootfs-2.0.0.upk", oci.MediaTypeDelta: "rootfs.delta"}[files[i].MediaType])
+		files[i].Title = filepath.Base(files[i].Path)
+	}
+	if _, err := oci.Push(ctx, "oci:"+filepath.Join(dir, "layout")+":2", oci.Release{Envelope: relJSON, Product: "bench", Version: 2, Created: now, Files: files}, nil); err != nil {
+		return err
+	}
+	if err := agentDevices(dir, rootJSON, rel1, old, len(newImg)); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "devicemem: image %d bytes, package %d bytes, delta %d bytes\n", len(newImg), pkg.Len(), patch.Len())
@@ -206,6 +235,95 @@ func devices(ctx context.Context, dir string, rootJSON, old []byte) error {
 			return err
 		}
 		if err := slots.Activate(ctx, "rootfs", device.SlotA); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func mustParse(env []byte) *manifest.Release {
+	_, rel, err := manifest.ParseReleaseEnvelope(env)
+	if err != nil {
+		panic(err)
+	}
+	return rel
+}
+
+// release1 signs release 1 of the old image (its package is not needed:
+// the image is already in slot A).
+func release1(ctx context.Context, dir string, k *testkeys.Signer, old []byte) ([]byte, error) {
+	env, err := manifest.NewReleaseEnvelope(&manifest.Release{Product: "bench", Version: 1, Created: now.Add(-time.Hour), Expires: now.AddDate(1, 0, 0),
+		Images: []manifest.Image{{Component: "rootfs", Type: "os", Version: "1.0.0", SecurityVersion: 1, Hardware: []string{hardware},
+			Package: manifest.Blob{Digest: digest([]byte("not published")), Size: 13},
+			Payload: manifest.Blob{Digest: digest(old), Size: int64(len(old))}}}})
+	if err != nil {
+		return nil, err
+	}
+	if err := manifest.Sign(ctx, env, k); err != nil {
+		return nil, err
+	}
+	return env.Marshal()
+}
+
+// agentDevices writes DIR/agent-delta and DIR/agent-full: slot files
+// (slot A holding the old image for agent-delta, empty for agent-full),
+// a GRUB environment with slot A booted, and agent.json.
+func agentDevices(dir string, rootJSON, rel1, old []byte, newSize int) error {
+	for _, name := range []string{"agent-delta", "agent-full"} {
+		d := filepath.Join(dir, name)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		slotSize := int64(max(len(old), newSize)) + 1<<20
+		a, b := filepath.Join(d, "rootfs-a"), filepath.Join(d, "rootfs-b")
+		if name == "agent-delta" {
+			if err := os.WriteFile(a, old, 0o644); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(d, "factory-release.json"), rel1, 0o644); err != nil {
+				return err
+			}
+		}
+		for _, p := range []string{a, b} {
+			f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+			if err != nil {
+				return err
+			}
+			err = f.Truncate(slotSize)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+		env, err := grubenv.New(grubenv.DefaultSize)
+		if err != nil {
+			return err
+		}
+		for _, kv := range [][2]string{{"ORDER", "A B"}, {"A_OK", "1"}, {"A_TRY", "0"}, {"B_OK", "0"}, {"B_TRY", "0"}} {
+			if err := env.Set(kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
+		for file, data := range map[string][]byte{"grubenv": env.Encode(), "cmdline": []byte("upkit.slot=A\n"), "root.json": rootJSON} {
+			if err := os.WriteFile(filepath.Join(d, file), data, 0o644); err != nil {
+				return err
+			}
+		}
+		cfg := map[string]any{
+			"hardware": hardware, "state": filepath.Join(d, "state"), "staging": filepath.Join(d, "staging"),
+			"trustRoot": filepath.Join(d, "root.json"), "factoryRelease": filepath.Join(d, "factory-release.json"),
+			"bootloader": map[string]any{"type": "grub", "component": "rootfs", "grubenv": filepath.Join(d, "grubenv"), "cmdline": filepath.Join(d, "cmdline")},
+			"slots":      map[string]any{"rootfs": map[string]string{"a": a, "b": b}},
+			"counters":   map[string]string{"type": "file"},
+			"reboot":     map[string]any{"command": []string{"/bin/true"}},
+		}
+		data, err := json.MarshalIndent(cfg, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(d, "agent.json"), data, 0o644); err != nil {
 			return err
 		}
 	}

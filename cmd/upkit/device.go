@@ -80,7 +80,8 @@ func deviceUpdateCommand() *cli.Command {
 		Usage:     "check a release and install it into the inactive slots",
 		ArgsUsage: "SOURCE",
 		Description: `SOURCE is a registry reference (host/repo:tag), an OCI image layout
-(oci:DIR[:tag]) or a local release directory holding release.json and the
+(oci:DIR[:tag], or DIR; without a tag, the newest of its releases that the
+device accepts) or a local release directory holding release.json and the
 packages and deltas it lists (any file names). All checks run before any
 download: signatures and threshold, expiry, freeze, hardware, release
 version and security versions. Then each component is fetched as a delta
@@ -215,7 +216,7 @@ func deviceUpdate(c *cli.Context) error {
 		chain = append(chain, b)
 	}
 	opts := &oci.Options{PlainHTTP: c.Bool("plain-http"), Timeout: cliutil.Timeout(c)}
-	src, err := devicedir.OpenSource(c.Context, c.Args().First(), c.String("release"), opts)
+	src, err := devicedir.OpenNewest(c.Context, d, c.Args().First(), c.String("release"), now, opts)
 	if err != nil {
 		return err
 	}
@@ -223,23 +224,15 @@ func deviceUpdate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	plan, err := d.CheckAndRecord(c.Context, src.Envelope, chain, now)
+	plan, note, err := devicedir.Plan(c.Context, d, src, chain, now, c.Bool("full"), opts)
 	if errors.Is(err, device.ErrNothingToDo) {
 		return withExitCode(exitNothingToDo, err)
 	}
 	if err != nil {
 		return verifyError(fmt.Errorf("update refused: %w", err))
 	}
-	if c.Bool("full") {
-		plan.UseFullPackages()
-	} else if src.Target != "" && plan.WantsDeltas() {
-		// Deltas attached to the release after it was signed: unsigned,
-		// their result is checked against the signed payload digest.
-		deltas, err := oci.ListAttachedDeltas(c.Context, src.Target, opts)
-		if err != nil {
-			fmt.Fprintf(c.App.ErrWriter, "note: attached deltas not listed (%v); using full packages\n", err)
-		}
-		plan.UseDeltas(deltas)
+	if note != "" {
+		fmt.Fprintf(c.App.ErrWriter, "note: %s\n", note)
 	}
 	return deviceInstall(c, d, src.Blobs, plan, before, now)
 }

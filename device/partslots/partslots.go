@@ -6,9 +6,11 @@
 // Writing a slot: the slot is resolved (PARTLABEL=name through
 // /dev/disk/by-partlabel), checked, opened without creating or truncating
 // anything, written sequentially from offset 0 by the device library, never
-// past its end, then fsynced and its cached pages dropped, so that the
-// device library's read-back against the signed digest reads the medium,
-// not memory. A slot is refused (ErrBusy) when it is the slot the running
+// past its end, then fsynced and its cached pages dropped. Block devices
+// are read with O_DIRECT, so that the device library's read-back against
+// the signed digest, and its reads of the committed slot (a delta's base,
+// the image checked at commit), see what the medium holds, not what the
+// kernel keeps in memory for a mounted file system. A slot is refused (ErrBusy) when it is the slot the running
 // system booted from (the bootloader's Booted), when it or one of its
 // partitions is mounted (/proc/self/mountinfo, by major:minor), when the
 // kernel holds it (device-mapper or md on top of it; a block device is
@@ -240,17 +242,25 @@ func size(f *os.File) (int64, error) {
 	return n, nil
 }
 
-// OpenRead implements device.Slots.
+// OpenRead implements device.Slots. A block device is read with O_DIRECT:
+// from the medium, not from what the kernel holds in memory for it (which
+// differs for a mounted file system; see directReader).
 func (s *Slots) OpenRead(ctx context.Context, component, slot string) (device.SlotReader, error) {
-	path, _, err := s.open(component, slot)
+	path, fi, err := s.open(component, slot)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	c, r, err := openReader(path, isBlock(fi))
 	if err != nil {
 		return nil, fmt.Errorf("partslots: opening slot %s of %s: %w", slot, component, err)
 	}
-	return f, nil
+	return readCloser{r, c}, nil
+}
+
+// readCloser is a device.SlotReader from a ReaderAt and its Closer.
+type readCloser struct {
+	io.ReaderAt
+	io.Closer
 }
 
 // OpenWrite implements device.Slots: it refuses a slot in use (ErrBusy)
@@ -289,7 +299,7 @@ func (s *Slots) OpenWrite(ctx context.Context, component, slot string) (device.S
 		f.Close()
 		return nil, err
 	}
-	return &writer{f: f, size: n, what: what}, nil
+	return &writer{f: f, size: n, what: what, path: path, block: isBlock(fi)}, nil
 }
 
 // checkUnused looks for the slot in the mount table, for partitions of it
@@ -403,11 +413,18 @@ func (s *Slots) Active(ctx context.Context, component string) (string, error) {
 	return s.cfg.Bootloader.Active(ctx, component)
 }
 
-// writer is a slot open for writing: bounded by the slot's size.
+// writer is a slot open for writing: bounded by the slot's size. The
+// device library reads the image back through ReadAt after Sync: from a
+// block device, through a second descriptor opened with O_DIRECT (the
+// medium, even where dropping the page cache is not available).
 type writer struct {
-	f    *os.File
-	size int64
-	what string
+	f     *os.File
+	size  int64
+	what  string
+	path  string
+	block bool
+	rd    io.Closer
+	rdAt  io.ReaderAt
 }
 
 func (w *writer) WriteAt(p []byte, off int64) (int, error) {
@@ -417,7 +434,19 @@ func (w *writer) WriteAt(p []byte, off int64) (int, error) {
 	return w.f.WriteAt(p, off)
 }
 
-func (w *writer) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }
+func (w *writer) ReadAt(p []byte, off int64) (int, error) {
+	if !w.block {
+		return w.f.ReadAt(p, off)
+	}
+	if w.rdAt == nil {
+		rd, rdAt, err := openReader(w.path, true)
+		if err != nil {
+			return 0, fmt.Errorf("partslots: opening %s to read it back: %w", w.what, err)
+		}
+		w.rd, w.rdAt = rd, rdAt
+	}
+	return w.rdAt.ReadAt(p, off)
+}
 
 // Truncate checks that the image fits; a partition keeps its size (what
 // follows the image is left as it was and never read).
@@ -438,4 +467,9 @@ func (w *writer) Sync() error {
 	return nil
 }
 
-func (w *writer) Close() error { return w.f.Close() }
+func (w *writer) Close() error {
+	if w.rd != nil {
+		w.rd.Close()
+	}
+	return w.f.Close()
+}

@@ -463,3 +463,57 @@ func TestPartitionOrHolderOfSlot(t *testing.T) {
 	}
 	w.Close()
 }
+
+// A mounted slot (the running root file system) reads as what its medium
+// holds: what the device library hashes as a delta base, at commit or
+// when adopting the factory image. ext4, even mounted read-only, keeps
+// bytes in its buffers of the device that were never written to it (block
+// bitmaps it writes lazily), so a buffered read of the device does not
+// hash to the image written there; the slot is read with O_DIRECT.
+func TestMountedSlotReadsTheMedium(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	for i := 0; i < 20; i++ {
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("file%d", i)), bytes.Repeat([]byte{byte(i)}, 100_000), 0o644)
+	}
+	img := filepath.Join(t.TempDir(), "rootfs.ext4")
+	// As e2e/build.sh makes the device's root file systems.
+	run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-O", "^metadata_csum_seed,^orphan_file", "-d", src, img, "32M")
+	want, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := looptest.Attach(t, img)
+	r := newRig(t, 0, dev, "")
+	mnt := filepath.Join(t.TempDir(), "root")
+	os.Mkdir(mnt, 0o755)
+	run(t, "mount", "-o", "ro", dev, mnt)
+	defer run(t, "umount", mnt)
+	run(t, "ls", "-lR", mnt)
+	r.setCmdline(t, "ro upkit.slot=A") // the running system
+	buffered, err := os.ReadFile(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a buffered read of the mounted device %s the image", map[bool]string{true: "matches", false: "differs from"}[bytes.Equal(buffered[:len(want)], want)])
+	rd, err := r.slots.OpenRead(ctx, "rootfs", device.SlotA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	got := make([]byte, len(want))
+	if n, err := rd.ReadAt(got, 0); err != nil || n != len(want) || !bytes.Equal(got, want) {
+		t.Fatalf("OpenRead of the mounted slot: %d bytes, %v; equal to the image: %v", n, err, bytes.Equal(got, want))
+	}
+	// Unaligned reads, and reads across the end.
+	for _, c := range []struct{ off, n int }{{1, 10}, {4095, 2}, {5000, 300_000}, {len(want) - 7, 7}} {
+		p := make([]byte, c.n)
+		if n, err := rd.ReadAt(p, int64(c.off)); err != nil || n != c.n || !bytes.Equal(p, want[c.off:c.off+c.n]) {
+			t.Fatalf("ReadAt(%d bytes at %d): %d, %v", c.n, c.off, n, err)
+		}
+	}
+	p := make([]byte, 10)
+	if n, err := rd.ReadAt(p, int64(len(want)-4)); n != 4 || err != io.EOF {
+		t.Fatalf("ReadAt across the end: %d, %v", n, err)
+	}
+}

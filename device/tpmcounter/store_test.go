@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/upkit/upkit/device"
 	"github.com/upkit/upkit/device/hwcounter"
 	"github.com/upkit/upkit/device/tpmcounter"
@@ -32,7 +31,7 @@ type node struct {
 
 // newNode builds the device over dir and tpm; fsys and open (nil: the
 // real ones) let a test cut power.
-func newNode(t *testing.T, dir string, tpm *swtpmtest.TPM, fsys device.FS, open func() (transport.TPMCloser, error)) *node {
+func newNode(t *testing.T, dir string, tpm *swtpmtest.TPM, fsys device.FS, open func() (tpmcounter.TPM, error)) *node {
 	t.Helper()
 	if open == nil {
 		open = tpmcounter.OpenSocket(tpm.Socket())
@@ -202,7 +201,7 @@ func TestWipedStateRefusesRollback(t *testing.T) {
 // is a step. At the step that loses power the command is either not sent
 // (executed false) or executed with its response lost (executed true).
 type faultTPM struct {
-	inner    transport.TPMCloser
+	inner    tpmcounter.TPM
 	ffs      *faultfs.FS
 	executed bool
 }
@@ -266,7 +265,7 @@ func TestPowerLossAtEveryStepOfCommit(t *testing.T) {
 		return root, swtpmtest.StartIn(t, filepath.Join(root, "tpm"))
 	}
 	commitWith := func(root string, tpm *swtpmtest.TPM, ffs *faultfs.FS, executed bool) error {
-		open := func() (transport.TPMCloser, error) {
+		open := func() (tpmcounter.TPM, error) {
 			inner, err := tpmcounter.OpenSocket(tpm.Socket())()
 			if err != nil {
 				return nil, err

@@ -39,12 +39,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sort"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
-	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+	"github.com/google/go-tpm/tpmutil"
 )
 
 // DefaultDevice is the kernel's TPM resource manager.
@@ -78,7 +77,7 @@ type Config struct {
 	Indices map[string]uint32
 	// Open connects to the TPM for one operation (default:
 	// OpenDevice(DefaultDevice)).
-	Open func() (transport.TPMCloser, error)
+	Open func() (TPM, error)
 	// OwnerAuth is the owner hierarchy's authorization value (empty on a
 	// TPM whose owner set none).
 	OwnerAuth []byte
@@ -122,15 +121,42 @@ func New(cfg Config) (*Counters, error) {
 	return &Counters{cfg: cfg}, nil
 }
 
-// OpenDevice opens a TPM character device (/dev/tpmrm0).
-func OpenDevice(path string) func() (transport.TPMCloser, error) {
-	return func() (transport.TPMCloser, error) { return linuxtpm.Open(path) }
+// TPM runs TPM 2.0 commands: Send writes one command and returns its
+// whole response. go-tpm's transport.TPMCloser has the same methods.
+type TPM interface {
+	Send(command []byte) ([]byte, error)
+	Close() error
 }
+
+// OpenDevice opens a TPM character device (/dev/tpmrm0).
+func OpenDevice(path string) func() (TPM, error) {
+	return func() (TPM, error) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return nil, err
+		}
+		if fi.Mode()&os.ModeDevice == 0 {
+			return nil, fmt.Errorf("%s is not a device (%s)", path, fi.Mode())
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		return deviceTPM{f}, nil
+	}
+}
+
+// deviceTPM is a TPM character device; go-tpm's tpmutil waits for the
+// response and retries a command the TPM answers TPM_RC_RETRY.
+type deviceTPM struct{ f *os.File }
+
+func (d deviceTPM) Send(cmd []byte) ([]byte, error) { return tpmutil.RunCommandRaw(d.f, cmd) }
+func (d deviceTPM) Close() error                    { return d.f.Close() }
 
 // OpenSocket connects to a TPM that takes raw TPM 2.0 commands on a unix
 // socket: swtpm's --server type=unixio.
-func OpenSocket(path string) func() (transport.TPMCloser, error) {
-	return func() (transport.TPMCloser, error) {
+func OpenSocket(path string) func() (TPM, error) {
+	return func() (TPM, error) {
 		c, err := net.DialTimeout("unix", path, 10*time.Second)
 		if err != nil {
 			return nil, err
@@ -185,12 +211,12 @@ func (c *Counters) Index(component string) (uint32, bool) {
 	return h, ok
 }
 
-func (c *Counters) index(component string) (tpm2.TPMHandle, error) {
+func (c *Counters) index(component string) (uint32, error) {
 	h, ok := c.cfg.Indices[component]
 	if !ok {
 		return 0, fmt.Errorf("%w: no NV index for component %q", ErrConfig, component)
 	}
-	return tpm2.TPMHandle(h), nil
+	return h, nil
 }
 
 // Read implements hwcounter.Counters. It provisions the index if it is
@@ -207,7 +233,7 @@ func (c *Counters) Read(ctx context.Context, component string) (uint64, error) {
 	defer t.Close()
 	raw, err := c.provisioned(ctx, t, h)
 	if err != nil {
-		return 0, fmt.Errorf("tpmcounter: %s (NV index %#x): %w", component, uint32(h), err)
+		return 0, fmt.Errorf("tpmcounter: %s (NV index %#x): %w", component, h, err)
 	}
 	return raw - 1, nil
 }
@@ -227,7 +253,7 @@ func (c *Counters) Raise(ctx context.Context, component string, v uint64) error 
 	defer t.Close()
 	raw, err := c.provisioned(ctx, t, h)
 	if err != nil {
-		return fmt.Errorf("tpmcounter: %s (NV index %#x): %w", component, uint32(h), err)
+		return fmt.Errorf("tpmcounter: %s (NV index %#x): %w", component, h, err)
 	}
 	have := raw - 1
 	if have >= v {
@@ -241,29 +267,25 @@ func (c *Counters) Raise(ctx context.Context, component string, v uint64) error 
 			return err
 		}
 		if err := c.increment(t, h); err != nil {
-			return fmt.Errorf("tpmcounter: incrementing %s (NV index %#x): %w", component, uint32(h), err)
+			return fmt.Errorf("tpmcounter: incrementing %s (NV index %#x): %w", component, h, err)
 		}
 		have++
 	}
 	raw, err = c.read(t, h)
 	if err != nil {
-		return fmt.Errorf("tpmcounter: reading back %s (NV index %#x): %w", component, uint32(h), err)
+		return fmt.Errorf("tpmcounter: reading back %s (NV index %#x): %w", component, h, err)
 	}
 	if raw-1 < v {
-		return fmt.Errorf("tpmcounter: %s (NV index %#x) reads %d after raising it to %d", component, uint32(h), raw-1, v)
+		return fmt.Errorf("tpmcounter: %s (NV index %#x) reads %d after raising it to %d", component, h, raw-1, v)
 	}
 	return nil
 }
 
-func (c *Counters) owner() tpm2.AuthHandle {
-	return tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(c.cfg.OwnerAuth)}
-}
-
 // provisioned returns the index's value, defining and incrementing it
 // first if it is missing or unwritten.
-func (c *Counters) provisioned(ctx context.Context, t transport.TPM, h tpm2.TPMHandle) (uint64, error) {
+func (c *Counters) provisioned(ctx context.Context, t TPM, h uint32) (uint64, error) {
 	pub, err := readPublic(t, h)
-	if errors.Is(err, tpm2.TPMRCHandle) {
+	if errors.Is(err, errHandle) {
 		if err := c.define(t, h); err != nil {
 			return 0, fmt.Errorf("defining the counter: %w", err)
 		}
@@ -272,10 +294,10 @@ func (c *Counters) provisioned(ctx context.Context, t transport.TPM, h tpm2.TPMH
 	if err != nil {
 		return 0, err
 	}
-	if pub.Attributes.NT != tpm2.TPMNTCounter || pub.DataSize != 8 {
-		return 0, fmt.Errorf("%w: type %d, %d bytes (want a counter, 8 bytes)", ErrNotCounter, pub.Attributes.NT, pub.DataSize)
+	if pub.attributes&ntMask != ntCounter || pub.dataSize != 8 {
+		return 0, fmt.Errorf("%w: type %d, %d bytes (want a counter, 8 bytes)", ErrNotCounter, pub.attributes&ntMask>>4, pub.dataSize)
 	}
-	if !pub.Attributes.Written {
+	if pub.attributes&attrWritten == 0 {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
@@ -286,64 +308,186 @@ func (c *Counters) provisioned(ctx context.Context, t transport.TPM, h tpm2.TPMH
 	return c.read(t, h)
 }
 
-func readPublic(t transport.TPM, h tpm2.TPMHandle) (*tpm2.TPMSNVPublic, error) {
-	rsp, err := tpm2.NVReadPublic{NVIndex: h}.Execute(t)
+// The TPM 2.0 commands of this package (TPM 2.0 Library, Part 3), with
+// owner authorization in a password session. Values from Part 2.
+const (
+	tagNoSessions = 0x8001 // TPM_ST_NO_SESSIONS
+	tagSessions   = 0x8002 // TPM_ST_SESSIONS
+
+	ccNVDefineSpace = 0x0000012A
+	ccNVIncrement   = 0x00000134
+	ccNVRead        = 0x0000014E
+	ccNVReadPublic  = 0x00000169
+
+	rhOwner   = 0x40000001 // TPM_RH_OWNER
+	rsPW      = 0x40000009 // TPM_RS_PW, the password session
+	algSHA256 = 0x000B     // TPM_ALG_SHA256
+
+	// TPMA_NV bits.
+	attrOwnerWrite = 1 << 1
+	ntMask         = 0xF << 4
+	ntCounter      = 1 << 4 // TPM_NT_COUNTER in TPMA_NV's TPM_NT field
+	attrOwnerRead  = 1 << 17
+	attrNoDA       = 1 << 25
+	attrWritten    = 1 << 29
+
+	// counterAttributes: what define creates (ownerwrite|ownerread|no_da,
+	// nt=counter).
+	counterAttributes = attrOwnerWrite | ntCounter | attrOwnerRead | attrNoDA
+)
+
+// rcError is a TPM response code other than TPM_RC_SUCCESS.
+type rcError uint32
+
+// errHandle: the handle names no object (TPM_RC_HANDLE, a format-one
+// code with its handle number).
+var errHandle = rcError(0x08B)
+
+// base returns the code without a format-one code's parameter, handle or
+// session number.
+func (e rcError) base() uint32 {
+	if e&0x80 != 0 {
+		return uint32(e) & 0xBF
+	}
+	return uint32(e)
+}
+
+func (e rcError) Is(target error) bool {
+	t, ok := target.(rcError)
+	return ok && e.base() == t.base()
+}
+
+func (e rcError) Error() string {
+	names := map[uint32]string{
+		0x08B: "TPM_RC_HANDLE", 0x08E: "TPM_RC_AUTH_FAIL", 0x0A2: "TPM_RC_BAD_AUTH", 0x081: "TPM_RC_ASYMMETRIC",
+		0x082: "TPM_RC_ATTRIBUTES", 0x095: "TPM_RC_SIZE", 0x14A: "TPM_RC_NV_UNINITIALIZED", 0x14B: "TPM_RC_NV_SPACE",
+		0x14C: "TPM_RC_NV_DEFINED", 0x146: "TPM_RC_NV_RANGE", 0x148: "TPM_RC_NV_LOCKED", 0x149: "TPM_RC_NV_AUTHORIZATION",
+		0x921: "TPM_RC_LOCKOUT", 0x922: "TPM_RC_RETRY", 0x923: "TPM_RC_NV_RATE", 0x920: "TPM_RC_NV_UNAVAILABLE",
+		0x101: "TPM_RC_FAILURE", 0x143: "TPM_RC_COMMAND_CODE", 0x185: "TPM_RC_AUTH_MISSING",
+	}
+	if n, ok := names[e.base()]; ok {
+		return fmt.Sprintf("TPM error %#x (%s)", uint32(e), n)
+	}
+	return fmt.Sprintf("TPM error %#x", uint32(e))
+}
+
+// run sends a command and returns the parameters of its response. With
+// auth, the command carries the owner's password session and handles[0]
+// is its authorization handle.
+func (c *Counters) run(t TPM, cc uint32, handles []uint32, auth bool, params []byte) ([]byte, error) {
+	be := binary.BigEndian
+	cmd := make([]byte, 10, 64+len(params)+len(c.cfg.OwnerAuth))
+	tag := uint16(tagNoSessions)
+	if auth {
+		tag = tagSessions
+	}
+	be.PutUint16(cmd, tag)
+	be.PutUint32(cmd[6:], cc)
+	for _, h := range handles {
+		cmd = be.AppendUint32(cmd, h)
+	}
+	if auth {
+		// TPMS_AUTH_COMMAND: session handle, nonce (empty), attributes
+		// (continueSession), the password as hmac.
+		pw := c.cfg.OwnerAuth
+		cmd = be.AppendUint32(cmd, uint32(4+2+1+2+len(pw)))
+		cmd = be.AppendUint32(cmd, rsPW)
+		cmd = be.AppendUint16(cmd, 0)
+		cmd = append(cmd, 1)
+		cmd = be.AppendUint16(cmd, uint16(len(pw)))
+		cmd = append(cmd, pw...)
+	}
+	cmd = append(cmd, params...)
+	be.PutUint32(cmd[2:], uint32(len(cmd)))
+	rsp, err := t.Send(cmd)
 	if err != nil {
 		return nil, err
 	}
-	return rsp.NVPublic.Contents()
+	if len(rsp) < 10 || int(be.Uint32(rsp[2:6])) != len(rsp) {
+		return nil, fmt.Errorf("tpmcounter: malformed TPM response of %d bytes", len(rsp))
+	}
+	if rc := be.Uint32(rsp[6:10]); rc != 0 {
+		return nil, rcError(rc)
+	}
+	body := rsp[10:]
+	if be.Uint16(rsp[0:2]) == tagSessions {
+		// No response handles for these commands; then the parameters'
+		// size, the parameters, the sessions.
+		if len(body) < 4 || int(be.Uint32(body)) > len(body)-4 {
+			return nil, fmt.Errorf("tpmcounter: malformed TPM response parameters")
+		}
+		body = body[4 : 4+be.Uint32(body)]
+	}
+	return body, nil
 }
 
-func (c *Counters) define(t transport.TPM, h tpm2.TPMHandle) error {
-	_, err := tpm2.NVDefineSpace{
-		AuthHandle: c.owner(),
-		PublicInfo: tpm2.New2B(tpm2.TPMSNVPublic{
-			NVIndex: h,
-			NameAlg: tpm2.TPMAlgSHA256,
-			Attributes: tpm2.TPMANV{
-				OwnerWrite: true,
-				OwnerRead:  true,
-				NT:         tpm2.TPMNTCounter,
-				NoDA:       true,
-			},
-			DataSize: 8,
-		}),
-	}.Execute(t)
+// nvPublic is what TPM2_NV_ReadPublic says of an index.
+type nvPublic struct {
+	attributes uint32
+	dataSize   uint16
+}
+
+func readPublic(t TPM, h uint32) (nvPublic, error) {
+	c := &Counters{}
+	body, err := c.run(t, ccNVReadPublic, []uint32{h}, false, nil)
+	if err != nil {
+		return nvPublic{}, err
+	}
+	// TPM2B_NV_PUBLIC: size, then TPMS_NV_PUBLIC: nvIndex, nameAlg,
+	// attributes, authPolicy (TPM2B), dataSize. A TPM2B_NAME follows.
+	be := binary.BigEndian
+	if len(body) < 2 {
+		return nvPublic{}, fmt.Errorf("tpmcounter: short NV_ReadPublic response")
+	}
+	n := int(be.Uint16(body))
+	pub := body[2:]
+	if n > len(pub) || n < 4+2+4+2+2 {
+		return nvPublic{}, fmt.Errorf("tpmcounter: malformed NV public area of %d bytes", n)
+	}
+	pub = pub[:n]
+	if be.Uint32(pub) != h {
+		return nvPublic{}, fmt.Errorf("tpmcounter: the TPM describes NV index %#x, not %#x", be.Uint32(pub), h)
+	}
+	attrs := be.Uint32(pub[6:])
+	policy := int(be.Uint16(pub[10:]))
+	if 12+policy+2 != len(pub) {
+		return nvPublic{}, fmt.Errorf("tpmcounter: malformed NV public area")
+	}
+	return nvPublic{attributes: attrs, dataSize: be.Uint16(pub[12+policy:])}, nil
+}
+
+func (c *Counters) define(t TPM, h uint32) error {
+	be := binary.BigEndian
+	// TPM2B_AUTH (no authorization value of its own: owner authorization
+	// reads and writes it), then TPM2B_NV_PUBLIC.
+	params := be.AppendUint16(nil, 0)
+	params = be.AppendUint16(params, 4+2+4+2+2)
+	params = be.AppendUint32(params, h)
+	params = be.AppendUint16(params, algSHA256)
+	params = be.AppendUint32(params, counterAttributes)
+	params = be.AppendUint16(params, 0)
+	params = be.AppendUint16(params, 8)
+	_, err := c.run(t, ccNVDefineSpace, []uint32{rhOwner}, true, params)
 	return err
 }
 
-// named returns the index with its current name (the name changes when the
-// index is first written).
-func named(t transport.TPM, h tpm2.TPMHandle) (tpm2.NamedHandle, error) {
-	rsp, err := tpm2.NVReadPublic{NVIndex: h}.Execute(t)
-	if err != nil {
-		return tpm2.NamedHandle{}, err
-	}
-	return tpm2.NamedHandle{Handle: h, Name: rsp.NVName}, nil
-}
-
-func (c *Counters) increment(t transport.TPM, h tpm2.TPMHandle) error {
-	nh, err := named(t, h)
-	if err != nil {
-		return err
-	}
-	_, err = tpm2.NVIncrement{AuthHandle: c.owner(), NVIndex: nh}.Execute(t)
+func (c *Counters) increment(t TPM, h uint32) error {
+	_, err := c.run(t, ccNVIncrement, []uint32{rhOwner, h}, true, nil)
 	return err
 }
 
-func (c *Counters) read(t transport.TPM, h tpm2.TPMHandle) (uint64, error) {
-	nh, err := named(t, h)
+func (c *Counters) read(t TPM, h uint32) (uint64, error) {
+	be := binary.BigEndian
+	params := be.AppendUint16(nil, 8)   // size
+	params = be.AppendUint16(params, 0) // offset
+	body, err := c.run(t, ccNVRead, []uint32{rhOwner, h}, true, params)
 	if err != nil {
 		return 0, err
 	}
-	rsp, err := tpm2.NVRead{AuthHandle: c.owner(), NVIndex: nh, Size: 8}.Execute(t)
-	if err != nil {
-		return 0, err
+	if len(body) < 2 || be.Uint16(body) != 8 || len(body) < 10 {
+		return 0, fmt.Errorf("%w: read %d bytes", ErrNotCounter, len(body))
 	}
-	if len(rsp.Data.Buffer) != 8 {
-		return 0, fmt.Errorf("%w: read %d bytes", ErrNotCounter, len(rsp.Data.Buffer))
-	}
-	raw := binary.BigEndian.Uint64(rsp.Data.Buffer)
+	raw := be.Uint64(body[2:])
 	if raw == 0 {
 		return 0, fmt.Errorf("%w: a written counter reads 0", ErrNotCounter)
 	}

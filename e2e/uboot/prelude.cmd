@@ -17,4 +17,4 @@ setenv upkit_part_B 3
 # The 64-bit kernel loads at 0x3000000 and starts with zboot (measured; 0x1000000 overlaps).
 setenv upkit_load 'load nvme 0:${upkit_part} 0x3000000 /boot/vmlinuz'
 setenv upkit_start 'echo "UPKIT-E2E uboot-chose slot=${upkit_slot} a_left=${BOOT_A_LEFT} b_left=${BOOT_B_LEFT}"; zboot 0x3000000'
-setenv upkit_bootargs "ro rootwait console=ttyS0,115200 panic=5 quiet"
+setenv upkit_bootargs "ro rootwait console=ttyS0,115200 panic=5 quiet upkit.e2e=uboot"

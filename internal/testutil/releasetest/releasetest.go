@@ -1,7 +1,8 @@
 // Package releasetest is a small release server for the tests of device's
-// backends: a trust root signed by one test key, and releases of image
-// packages stored as blobs in a directory (an OCI image layout's blobs/),
-// which device.NewDirSource serves.
+// backends and the agent: a trust root signed by one test key, and releases
+// of image packages (and deltas) stored as blobs in a directory (an OCI
+// image layout's blobs/), which device.NewDirSource serves and Publish
+// pushes to a registry or an OCI image layout.
 package releasetest
 
 import (
@@ -14,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/device"
 	"github.com/upkit/upkit/imagepkg"
 	"github.com/upkit/upkit/internal/testutil/testkeys"
 	"github.com/upkit/upkit/manifest"
+	"github.com/upkit/upkit/oci"
 )
 
 // Hardware and Product are what the releases are for.
@@ -36,6 +39,8 @@ type Image struct {
 	Version         string
 	SecurityVersion uint64
 	Payload         []byte
+	// DeltaFrom, if set, are payloads the release lists a delta from.
+	DeltaFrom [][]byte
 }
 
 // Server is a release server.
@@ -44,15 +49,22 @@ type Server struct {
 	dir  string
 	key  *testkeys.Signer
 	root []byte
+	now  time.Time
 }
 
-// New returns a server with its trust root, blobs in a temporary directory.
-func New(t testing.TB) *Server {
+// New returns a server with its trust root, blobs in a temporary directory,
+// at the clock Now.
+func New(t testing.TB) *Server { return NewAt(t, Now) }
+
+// NewAt returns a server whose releases are created shortly before now and
+// expire a month after it; its trust root expires five years after now.
+func NewAt(t testing.TB, now time.Time) *Server {
+	now = now.UTC().Truncate(time.Second)
 	t.Helper()
 	k := testkeys.Ed25519(1)
 	id, pub := manifest.KeyOf(k.Public())
 	env, err := manifest.NewRootEnvelope(&manifest.Root{
-		Version: 1, Expires: Now.AddDate(5, 0, 0), Keys: map[string]manifest.Key{id: pub},
+		Version: 1, Expires: now.AddDate(5, 0, 0), Keys: map[string]manifest.Key{id: pub},
 		Roles: manifest.Roles{Root: manifest.Role{KeyIDs: []string{id}, Threshold: 1}, Release: manifest.Role{KeyIDs: []string{id}, Threshold: 1}},
 	})
 	if err != nil {
@@ -65,8 +77,12 @@ func New(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Server{t: t, dir: t.TempDir(), key: k, root: root}
+	return &Server{t: t, dir: t.TempDir(), key: k, root: root, now: now}
 }
+
+// Dir returns the directory of the blobs (an OCI image layout's blobs/
+// folder is in it).
+func (s *Server) Dir() string { return s.dir }
 
 // Root returns the trust root envelope to provision devices with.
 func (s *Server) Root() []byte { return s.root }
@@ -94,7 +110,7 @@ func (s *Server) Release(version uint64, images ...Image) []byte {
 	ctx := context.Background()
 	rel := &manifest.Release{
 		Product: Product, Version: version,
-		Created: Now.Add(-time.Duration(1000-version) * time.Hour), Expires: Now.AddDate(0, 1, 0),
+		Created: s.now.Add(-time.Duration(1000-version) * time.Hour), Expires: s.now.AddDate(0, 1, 0),
 	}
 	for _, im := range images {
 		var pkg bytes.Buffer
@@ -105,12 +121,22 @@ func (s *Server) Release(version uint64, images ...Image) []byte {
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		rel.Images = append(rel.Images, manifest.Image{
+		img := manifest.Image{
 			Component: im.Component, Type: "os", Version: im.Version, SecurityVersion: im.SecurityVersion,
 			Hardware: []string{Hardware},
 			Package:  manifest.Blob{Digest: s.put(pkg.Bytes()), Size: int64(pkg.Len())},
 			Payload:  manifest.Blob{Digest: meta.Payload.SHA256, Size: meta.Payload.Size},
-		})
+		}
+		for _, old := range im.DeltaFrom {
+			var patch bytes.Buffer
+			if _, err := delta.Create(ctx, old, im.Payload, &patch, nil); err != nil {
+				s.t.Fatal(err)
+			}
+			sum := sha256.Sum256(old)
+			img.Deltas = append(img.Deltas, manifest.Delta{FromPayloadDigest: "sha256:" + hex.EncodeToString(sum[:]),
+				Digest: s.put(patch.Bytes()), Size: int64(patch.Len())})
+		}
+		rel.Images = append(rel.Images, img)
 	}
 	env, err := manifest.NewReleaseEnvelope(rel)
 	if err != nil {
@@ -124,4 +150,24 @@ func (s *Server) Release(version uint64, images ...Image) []byte {
 		s.t.Fatal(err)
 	}
 	return out
+}
+
+// Publish pushes the release envelope env, made by Release, with its
+// packages and deltas to target: a registry reference or oci:DIR:tag (an
+// OCI image layout, created if missing).
+func (s *Server) Publish(target string, env []byte) {
+	s.t.Helper()
+	_, rel, err := manifest.ParseReleaseEnvelope(env)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	files := oci.ReleaseFiles(rel)
+	for i := range files {
+		files[i].Path = filepath.Join(s.dir, "blobs", "sha256", files[i].Digest[7:])
+		files[i].Title = files[i].Digest[7:19] + map[string]string{oci.MediaTypePackage: ".upk", oci.MediaTypeDelta: ".delta"}[files[i].MediaType]
+	}
+	r := oci.Release{Envelope: env, Product: rel.Product, Version: rel.Version, Created: rel.Created, Files: files}
+	if _, err := oci.Push(context.Background(), target, r, nil); err != nil {
+		s.t.Fatalf("publishing release %d to %s: %v", rel.Version, target, err)
+	}
 }
