@@ -129,8 +129,10 @@ type Store interface {
 // (FileStore). The Device holds the lock for the whole of every operation
 // that may write the state or a slot (Provision, Check, Install, Commit,
 // Rollback, RecordBoot, Recover), so that no other process writes in
-// between. Lock does not wait: when another holder has the lock it fails
-// at once with an error wrapping ErrStateLocked. unlock releases it.
+// between. Lock does not queue behind another holder: when the lock is
+// still held after a quarter of a second (FileStore waits that long for a
+// forked child's copy of a just-released lock to close), it fails with an
+// error wrapping ErrStateLocked. unlock releases it.
 type Locker interface {
 	Lock(ctx context.Context) (unlock func(), err error)
 }
