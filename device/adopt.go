@@ -90,19 +90,7 @@ func (d *Device) Adopt(ctx context.Context, releaseEnvelope []byte, rootChain []
 		st.RootEnvelope = bytes.Clone(ev.chain[len(ev.chain)-1])
 		st.RootVersion = ev.root.Version
 	}
-	for c, im := range adopted {
-		st.Installed[c] = im
-		if im.SecurityVersion > st.SecurityCounters[c] {
-			st.SecurityCounters[c] = im.SecurityVersion
-		}
-	}
-	if rel.Version > st.ReleaseVersion {
-		st.ReleaseVersion = rel.Version
-	}
-	if rel.Created.After(st.NewestCreated) {
-		st.NewestCreated = rel.Created
-	}
-	st.Product = rel.Product
+	recordCommitted(st, adopted, rel.Version, rel.Created, rel.Product)
 	if err := d.cfg.Store.Save(ctx, st); err != nil {
 		return err
 	}

@@ -84,20 +84,7 @@ func (d *Device) Commit(ctx context.Context) error {
 			return fmt.Errorf("device: refusing to commit: %w", err)
 		}
 	}
-	for _, c := range comps {
-		im := p.Images[c]
-		st.Installed[c] = im
-		if im.SecurityVersion > st.SecurityCounters[c] {
-			st.SecurityCounters[c] = im.SecurityVersion
-		}
-	}
-	if p.ReleaseVersion > st.ReleaseVersion {
-		st.ReleaseVersion = p.ReleaseVersion
-	}
-	if p.Created.After(st.NewestCreated) {
-		st.NewestCreated = p.Created
-	}
-	st.Product = p.Product
+	recordCommitted(st, p.Images, p.ReleaseVersion, p.Created, p.Product)
 	st.Pending = nil
 	if err := d.cfg.Store.Save(ctx, st); err != nil {
 		return err
@@ -246,4 +233,24 @@ func (d *Device) Status(ctx context.Context) (*Status, error) {
 		s.Pending = &PendingStatus{ReleaseVersion: p.ReleaseVersion, Created: p.Created, BootAttempts: p.BootAttempts, Images: p.Images}
 	}
 	return s, nil
+}
+
+// recordCommitted writes images into st as the committed ones of release
+// version of product, created then: the counters only ever go up, and so
+// do the release version and the newest creation time. Commit and Adopt
+// share it.
+func recordCommitted(st *State, images map[string]InstalledImage, version uint64, created time.Time, product string) {
+	for c, im := range images {
+		st.Installed[c] = im
+		if im.SecurityVersion > st.SecurityCounters[c] {
+			st.SecurityCounters[c] = im.SecurityVersion
+		}
+	}
+	if version > st.ReleaseVersion {
+		st.ReleaseVersion = version
+	}
+	if created.After(st.NewestCreated) {
+		st.NewestCreated = created
+	}
+	st.Product = product
 }
