@@ -4,10 +4,12 @@ FUZZTIME  ?= 20000x
 FUZZLONG  ?= 10m
 
 # make e2e: power cuts and their seed (0: from the clock, printed), which
-# scenarios (a go test -run pattern), and V=1 to copy the device's console.
+# scenarios (a go test -run pattern; SKIP: a -skip pattern), and V=1 to copy
+# the device's console.
 CUTS      ?= 20
 SEED      ?= 0
 RUN       ?= .
+SKIP      ?=
 E2E_TIMEOUT ?= 150m
 
 .PHONY: all build install test test-deps vet race fuzz-smoke fuzz bench bench-delta docs fmt e2e e2e-short e2e-deps
@@ -62,7 +64,7 @@ docs:
 # The virtual device's scenarios in QEMU (docs/E2E.md): builds the disk images
 # (cached), then runs every scenario; CUTS power cuts at moments from SEED.
 e2e: e2e-deps
-	$(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) -run '$(RUN)' ./e2e \
+	$(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) -run '$(RUN)' $(if $(SKIP),-skip '$(SKIP)') ./e2e \
 	  -args -e2e.cuts=$(CUTS) -e2e.seed=$(SEED) $(if $(V),-e2e.console)
 
 # What make test runs of it: the agent's scenarios 1 (update by delta), 2
