@@ -189,6 +189,22 @@ Notes:
   read buffer, 1 MiB of decoding buffers and the zstd decoder's window
   (2 MiB as packed, 8 MiB at most). Decompression runs in its own
   goroutine, in parallel with hashing.
+- Where the packing targets are missed, and what was tried. On 2 CPUs
+  \`zstd -3 -T0\` keeps both busy with compression alone. \`upkit pack\`
+  must also hash its input (SHA-256, signed into the metadata:
+  ${wall[openssl-payload]} s of one CPU for openssl here), and it hashes
+  the package once more for the digest it prints (the header is written
+  last, so that hash cannot run beside the frames). With both CPUs busy,
+  that is about ${wall[zstd]} + (${wall[openssl-payload]} + ${wall[openssl-none-upk]} / 2) / 2 s
+  of work against zstd's ${wall[zstd]} s. The uncompressed pack fsyncs
+  the 1 GiB it wrote, which \`cp\` does not, and hashes the package too.
+  Tried: spooling and copying (format version 1, 0.28x to 0.49x);
+  writing in place at a reserved payload offset (version 2); independent
+  frames on every CPU with the input hashed by the reader; the kernel's
+  copy_file_range for an uncompressed payload; loading the key while
+  packing. Left: dropping the printed package digest (a second pass over
+  the output) or the fsync would buy the rest; neither is worth a package
+  that may not be on disk or a digest the user must compute again.
 EOF
 } >"$OUT"
 echo "bench: wrote $OUT" >&2
