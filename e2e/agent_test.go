@@ -791,7 +791,7 @@ func (s *scenario) cutOnce(k int, target string, delay time.Duration) (outcome, 
 	booted = b.Release + " slot " + b.Slot
 	release := map[string]string{"A": "1.0.0", "B": "2.0.0"}
 	if b.Release != release[b.Slot] || b.Problems != "" {
-		return fail("booted %s (problems %q)", booted, b.Problems)
+		return fail("booted %s (problems %q); console:%s", booted, b.Problems, m.Tail(50))
 	}
 	st, err := s.tryAgentStatus(m)
 	if err != nil {

@@ -488,7 +488,7 @@ func (m *Machine) WaitBoot(ctx context.Context) (Boot, error) {
 	m.mu.Unlock()
 	i, err := m.waitLine(ctx, from, func(l Line) bool { return l.Marker != nil && l.Marker.Event == "ready" })
 	if err != nil {
-		return Boot{}, fmt.Errorf("e2e: waiting for the device to boot (phase %s): %w; console:%s", m.Phase(), err, m.Tail(15))
+		return Boot{}, fmt.Errorf("e2e: waiting for the device to boot (phase %s): %w; console:%s", m.Phase(), err, m.Tail(50))
 	}
 	m.mu.Lock()
 	lines := m.lines[from : i+1]
