@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sort"
@@ -405,7 +406,7 @@ func readRefs(r byteReader, oldSize, newSize int64) (*refModel, error) {
 	}
 	m := &refModel{arch: arch, ptrBits: bits}
 	for k, size := range [2]int64{oldSize, newSize} {
-		n, err := binary.ReadUvarint(r)
+		n, err := readUvarint(r)
 		if err != nil {
 			return nil, err
 		}
@@ -417,7 +418,7 @@ func readRefs(r byteReader, oldSize, newSize int64) (*refModel, error) {
 		for i := range segs {
 			s := &segs[i]
 			for _, f := range []*uint64{&s.off, &s.size, &s.vaddr} {
-				if *f, err = binary.ReadUvarint(r); err != nil {
+				if *f, err = readUvarint(r); err != nil {
 					return nil, err
 				}
 			}
@@ -441,7 +442,7 @@ func readRefs(r byteReader, oldSize, newSize int64) (*refModel, error) {
 			m.new = segs
 		}
 	}
-	n, err := binary.ReadUvarint(r)
+	n, err := readUvarint(r)
 	if err != nil {
 		return nil, err
 	}
@@ -452,11 +453,11 @@ func readRefs(r byteReader, oldSize, newSize int64) (*refModel, error) {
 	var start uint64
 	var shift int64
 	for i := range m.tab {
-		d, err := binary.ReadUvarint(r)
+		d, err := readUvarint(r)
 		if err != nil {
 			return nil, err
 		}
-		ds, err := binary.ReadVarint(r)
+		ds, err := readVarint(r)
 		if err != nil {
 			return nil, err
 		}
@@ -472,6 +473,43 @@ func readRefs(r byteReader, oldSize, newSize int64) (*refModel, error) {
 	}
 	m.bounds()
 	return m, nil
+}
+
+// readUvarint reads an unsigned varint in its shortest form only, so that
+// a section has one encoding (binary.ReadUvarint also takes an overlong
+// one, such as 0x80 0x00 for zero).
+func readUvarint(r byteReader) (uint64, error) {
+	var x uint64
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		b, err := r.ReadByte()
+		if err != nil {
+			if i > 0 && err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		if i == binary.MaxVarintLen64-1 && b > 1 {
+			return 0, fmt.Errorf("%w: refs section: varint overflows 64 bits", ErrCorrupt)
+		}
+		x |= uint64(b&0x7f) << (7 * i)
+		if b < 0x80 {
+			if b == 0 && i > 0 {
+				return 0, fmt.Errorf("%w: refs section: varint not in its shortest form", ErrCorrupt)
+			}
+			return x, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: refs section: varint overflows 64 bits", ErrCorrupt)
+}
+
+// readVarint reads a zig-zag signed varint in its shortest form only.
+func readVarint(r byteReader) (int64, error) {
+	u, err := readUvarint(r)
+	x := int64(u >> 1)
+	if u&1 != 0 {
+		x = ^x
+	}
+	return x, err
 }
 
 // refsEqual is for tests.
