@@ -10,10 +10,14 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
+// lockGrace is how long Lock tries again a lock held elsewhere.
+const lockGrace = 250 * time.Millisecond
+
 // Lock takes the agent's lock (an exclusive flock on the configured lock
-// file, without waiting), so that no second agent runs the device at the
+// file, waiting at most lockGrace), so that no second agent runs the device at the
 // same time. It fails with ErrLocked, naming the holder's process ID when
 // the file records it. The lock goes with the process: a crash or a power
 // cut never leaves it taken.
@@ -26,11 +30,21 @@ func (a *Agent) Lock() (unlock func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: opening the lock %s: %w", path, err)
 	}
+	// A lock held elsewhere is tried again for lockGrace: a child forked
+	// by this or the last agent (the health check, the reboot command)
+	// holds every open file description until its exec closes them, so a
+	// lock released just before a fork stays taken for a few milliseconds.
+	deadline := time.Now().Add(lockGrace)
 	for {
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err != syscall.EINTR {
-			break
+		if err == syscall.EINTR {
+			continue
 		}
+		if err == syscall.EWOULDBLOCK && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		break
 	}
 	if err != nil {
 		var holder []byte
