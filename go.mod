@@ -5,7 +5,6 @@ go 1.26.0
 require (
 	github.com/ThalesIgnite/crypto11 v1.2.5
 	github.com/google/go-containerregistry v0.22.1
-	github.com/google/go-tpm v0.9.8
 	github.com/klauspost/compress v1.20.3
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/sigstore/sigstore v1.10.11

@@ -42,8 +42,6 @@ import (
 	"os"
 	"sort"
 	"time"
-
-	"github.com/google/go-tpm/tpmutil"
 )
 
 // DefaultDevice is the kernel's TPM resource manager.
@@ -142,16 +140,46 @@ func OpenDevice(path string) func() (TPM, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Fd puts the descriptor back in blocking mode (Go opens a
+		// character device non-blocking, for its poller): the driver then
+		// runs each command in the write and a read returns its response,
+		// where a non-blocking read finds nothing yet (EOF).
+		f.Fd()
 		return deviceTPM{f}, nil
 	}
 }
 
-// deviceTPM is a TPM character device; go-tpm's tpmutil waits for the
-// response and retries a command the TPM answers TPM_RC_RETRY.
+// deviceTPM is a TPM character device. The kernel's driver takes one
+// whole command per write and returns one whole response per read (the
+// read waits for it), so no polling is needed; a command the TPM answers
+// TPM_RC_RETRY is sent again, a few times.
 type deviceTPM struct{ f *os.File }
 
-func (d deviceTPM) Send(cmd []byte) ([]byte, error) { return tpmutil.RunCommandRaw(d.f, cmd) }
-func (d deviceTPM) Close() error                    { return d.f.Close() }
+// rcRetry is TPM_RC_RETRY: the TPM was busy, send the command again.
+const rcRetry = 0x922
+
+func (d deviceTPM) Send(cmd []byte) ([]byte, error) {
+	buf := make([]byte, maxResponse)
+	for try := 0; ; try++ {
+		if _, err := d.f.Write(cmd); err != nil {
+			return nil, err
+		}
+		n, err := d.f.Read(buf)
+		if err != nil {
+			return nil, err
+		}
+		rsp, err := checkResponse(buf[:n])
+		if err != nil {
+			return nil, err
+		}
+		if binary.BigEndian.Uint32(rsp[6:10]) != rcRetry || try == 9 {
+			return rsp, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (d deviceTPM) Close() error { return d.f.Close() }
 
 // OpenSocket connects to a TPM that takes raw TPM 2.0 commands on a unix
 // socket: swtpm's --server type=unixio.
@@ -194,6 +222,15 @@ func (s *stream) Send(cmd []byte) ([]byte, error) {
 }
 
 func (s *stream) Close() error { return s.c.Close() }
+
+// checkResponse returns b, a response read whole from a device, when its
+// header states the size read.
+func checkResponse(b []byte) ([]byte, error) {
+	if len(b) < 10 || binary.BigEndian.Uint32(b[2:6]) != uint32(len(b)) {
+		return nil, fmt.Errorf("tpmcounter: a TPM response of %d bytes with a wrong or missing header", len(b))
+	}
+	return b, nil
+}
 
 // Components implements hwcounter.Counters.
 func (c *Counters) Components() []string {
