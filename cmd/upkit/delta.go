@@ -12,6 +12,7 @@ import (
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/imagepkg"
 	"github.com/upkit/upkit/internal/atomicfile"
+	"github.com/upkit/upkit/internal/cliutil"
 )
 
 func deltaCommand() *cli.Command {
@@ -123,6 +124,10 @@ func deltaApplyAction(c *cli.Context) error {
 	// The heap is small and long-lived (model tables, one block): collect
 	// often rather than let garbage double the resident size.
 	defer debug.SetGCPercent(debug.SetGCPercent(20))
+	// Most of the binary's pages that start-up made resident are not
+	// needed here: let them go before the models are allocated, so that
+	// the peak is apply's memory, not apply's plus the CLI's.
+	cliutil.ReleaseExecutablePages()
 	patchPath, out := c.Args().First(), c.String("output")
 	// --from itself, not the payload extracted from a .upk: neither the
 	// image nor the package it came in may be overwritten.
