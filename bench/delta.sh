@@ -40,7 +40,9 @@ STAMP=$(date -u +%Y%m%d-%H%M%S)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/upkit-bench-delta.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 log "building upkit and deltabench"
-(cd "$ROOT" && go build -o "$WORK/upkit" ./cmd/upkit && go build -o "$WORK/deltabench" ./bench/deltabench)
+# deltabench without cgo, as device firmware is built (bench/device-size.sh):
+# with cgo, crypto/x509's import of net links libc, 1.3 MB more resident.
+(cd "$ROOT" && go build -o "$WORK/upkit" ./cmd/upkit && CGO_ENABLED=0 go build -o "$WORK/deltabench" ./bench/deltabench)
 
 # anchors.sh builds its pairs through the corpus.sh beside it, and finds the
 # HDiffPatch and Zucchini binaries in bin/ beside it: a folder of links to
@@ -175,16 +177,18 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   cat <<EOF
 ## Notes
 
-* **What upkit does** (docs/FORMAT.md, "Delta patches", format version 3):
+* **What upkit does** (docs/FORMAT.md, "Delta patches", format version 4):
   bsdiff-style matching over a suffix array of old; in executables (ELF
   x86-64, AArch64, ARM, or raw firmware tried as each) the references of
   aligned code are predicted from a target map carried in the patch (old
   address ranges and how far they moved), after a second matching on views
   where references read as their targets; the operations, the differences
   and the bytes that match nothing are coded by context-mixing arithmetic
-  coders (the last with orders 0-4 and 6, a sparse context, a match model
-  and the old bytes at the cursor). Apply holds one block, the models and
-  the target map: \`Header.MaxApplyMemory\` is 12.2 MB with the defaults,
+  coders (the last with bit-history states under orders 1-3, sparse and
+  aligned contexts, a match model and the old bytes at the cursor, two
+  mixers and two APMs); the body is stored without zstd. Apply holds one
+  block, the models and the target map: \`Header.MaxApplyMemory\` is
+  11.4 MB with the defaults,
   whatever the image size (\`upkit delta inspect\` prints it per patch).
 * **Resident-size floor.** \`upkit --version\` alone peaks at $RSS_CLI MiB on this
   machine; deltabench, which links only the delta package as device firmware
@@ -194,8 +198,14 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   or page-cache folio at each page fault, and the runtime's start-up and the
   init functions touch the text, rodata and pclntab all over, so 10 to 14 MB
   of the binary are resident before main runs (9.7 MB with a cold page cache,
-  all of it when the binary was just written, as here). The "upkit-lib" rows
-  are therefore the figure for a device.
+  all of it when the binary was just written, as here). \`upkit delta
+  apply\` therefore lets those pages go before it allocates its models
+  (internal/cliutil.ReleaseExecutablePages: MADV_DONTNEED on its read-only
+  mappings, then POSIX_FADV_DONTNEED on its file, so that what it still
+  needs faults back a page at a time); what remains above the library's
+  figure is the code it runs, libc and the CLI's own heap. The "upkit-lib"
+  rows (deltabench built without cgo, as firmware is) are the figure for a
+  device.
 * **Apply time** (CPU profile of esbuild-x64-jump, 2.6 s): the extra-byte
   model 1.8 s (1.5 MB of new code and data, ten predictions mixed per bit),
   the difference coder 0.65 s, reference prediction 0.07 s, sha256 of both

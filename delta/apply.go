@@ -76,20 +76,25 @@ func Apply(ctx context.Context, old io.ReaderAt, oldSize int64, patch io.Reader,
 
 	src := &eofReader{r: patch}
 	body := &io.LimitedReader{R: src, N: h.BodySize}
-	dec, err := zstd.NewReader(body,
-		zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(uint64(h.Window)),
-		zstd.WithDecoderMaxMemory(uint64(h.Window)))
-	if err != nil {
-		return h, fmt.Errorf("delta: zstd decoder: %w", err)
+	a := &applier{h: h, old: old, src: src, body: body, buf: buf, out: out}
+	if h.Algorithm == AlgBlocksZstd {
+		dec, err := zstd.NewReader(body,
+			zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(uint64(h.Window)),
+			zstd.WithDecoderMaxMemory(uint64(h.Window)))
+		if err != nil {
+			return h, fmt.Errorf("delta: zstd decoder: %w", err)
+		}
+		defer dec.Close()
+		a.br = bufio.NewReaderSize(dec, chunkSize)
+	} else {
+		a.br = bufio.NewReaderSize(body, chunkSize)
 	}
-	defer dec.Close()
-	a := &applier{h: h, old: old, br: bufio.NewReaderSize(dec, chunkSize), src: src, body: body, buf: buf, out: out}
 	sum.Reset()
 	a.sum = sum
 	if h.Version >= 3 {
-		refs, err := readRefs(a.br, h.OldSize, h.NewSize)
+		refs, err := readRefs(a.br, h.OldSize, h.NewSize, h.Version)
 		if err != nil {
 			if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBounds) {
 				return h, err
@@ -139,7 +144,7 @@ type applier struct {
 	model   *diffModel // allocated at the first add run
 	rc      rangeCoder
 	refs    *refModel  // version 3: the references to predict (nil: none)
-	lit     *litModel  // version 3: extra bytes' model, allocated at the first copy
+	lit     litCoder   // versions 3 and 4: extra bytes' model, allocated at the first copy
 	cm      *ctrlModel // version 3: control model
 }
 
@@ -208,7 +213,7 @@ func (a *applier) run(ctx context.Context) error {
 		a.sum.Write(a.blk)
 		a.written += int64(outLen)
 	}
-	// After the end marker the decompressed stream must end too.
+	// After the end marker the (decompressed) stream must end too.
 	if _, err := a.br.ReadByte(); err == nil {
 		return fmt.Errorf("%w: data after the end marker", ErrCorrupt)
 	} else if !errors.Is(err, io.EOF) {
@@ -221,13 +226,13 @@ func (a *applier) run(ctx context.Context) error {
 // a.ctrl, as the varints of version 2: operations until they cover the
 // block's outLen bytes, at most CtrlSize bytes of them.
 func (a *applier) decodeCtrl(blockNo int, n, outLen uint64) error {
-	if n < 4 || n > MaxImageSize*2 {
+	if n < a.minCoded() || n > MaxImageSize*2 {
 		return fmt.Errorf("%w: block %d: coded control section of %d bytes", ErrCorrupt, blockNo, n)
 	}
 	if a.cm == nil {
 		a.cm = newCtrlModel()
 	}
-	a.rc.initDecoder(a.br, int64(n))
+	a.rc.initDecoder(a.br, int64(n), a.pad())
 	a.ctrl = a.ctrl[:0]
 	for covered := uint64(0); covered < outLen; {
 		seek, add, cp := a.cm.op(&a.rc, 0, 0, 0)
@@ -248,10 +253,27 @@ func (a *applier) decodeCtrl(blockNo int, n, outLen uint64) error {
 		a.ctrl = binary.AppendUvarint(a.ctrl, add)
 		a.ctrl = binary.AppendUvarint(a.ctrl, cp)
 	}
-	if a.rc.limit != 0 {
+	if a.rc.limit > 0 {
 		return fmt.Errorf("%w: block %d: %d bytes of the coded control section unused", ErrCorrupt, blockNo, a.rc.limit)
 	}
 	return nil
+}
+
+// pad is how many implied zero bytes follow a coded section.
+func (a *applier) pad() int64 {
+	if a.h.Version >= 4 {
+		return codedPad
+	}
+	return 0
+}
+
+// minCoded is the shortest coded section (version 4 flushes with 1 to 4
+// bytes, version 3 with 4).
+func (a *applier) minCoded() uint64 {
+	if a.h.Version >= 4 {
+		return 1
+	}
+	return 4
 }
 
 func grow(b []byte, n int) []byte {
@@ -268,13 +290,13 @@ func (a *applier) startCoded(blockNo int) error {
 	if err != nil {
 		return a.bodyErr("a coded diff length", err)
 	}
-	if n < 4 || n > MaxImageSize*2 {
+	if n < a.minCoded() || n > MaxImageSize*2 {
 		return fmt.Errorf("%w: block %d: coded diff of %d bytes", ErrCorrupt, blockNo, n)
 	}
 	if a.model == nil {
 		a.model = newDiffModel(int(a.h.ModelBits))
 	}
-	a.rc.initDecoder(a.br, int64(n))
+	a.rc.initDecoder(a.br, int64(n), a.pad())
 	if a.rc.err != nil {
 		return a.codedErr(blockNo)
 	}
@@ -355,7 +377,7 @@ func (a *applier) block(blockNo int) error {
 		if n != 0 {
 			return fmt.Errorf("%w: block %d: coded diff of %d bytes for no add operation", ErrCorrupt, blockNo, n)
 		}
-	} else if a.rc.limit != 0 {
+	} else if a.rc.limit > 0 {
 		return fmt.Errorf("%w: block %d: %d bytes of the coded diff unused", ErrCorrupt, blockNo, a.rc.limit)
 	}
 	// Second pass: the copy runs, from the extra section (version 3: coded
@@ -376,6 +398,7 @@ func (a *applier) block(blockNo int) error {
 			continue
 		}
 		dst := a.blk[o : o+int(cp)]
+		at := a.written + int64(o) // dst's offset in new
 		o += int(cp)
 		if a.h.Version < 3 {
 			if _, err := io.ReadFull(a.br, dst); err != nil {
@@ -401,13 +424,17 @@ func (a *applier) block(blockNo int) error {
 				}
 				continue
 			}
-			if n < 4 || n > MaxImageSize*2 {
+			if n < a.minCoded() || n > MaxImageSize*2 {
 				return fmt.Errorf("%w: block %d: coded extra of %d bytes", ErrCorrupt, blockNo, n)
 			}
 			if a.lit == nil {
-				a.lit = newLitModel(int(a.h.ModelBits))
+				if a.h.Version == 3 {
+					a.lit = newLit3Model(int(a.h.ModelBits))
+				} else {
+					a.lit = newLitModel(int(a.h.ModelBits))
+				}
 			}
-			a.rc.initDecoder(a.br, int64(n))
+			a.rc.initDecoder(a.br, int64(n), a.pad())
 			coding = true
 		}
 		// The old bytes from the cursor on are the context (zeros past
@@ -423,12 +450,12 @@ func (a *applier) block(blockNo int) error {
 			}
 		}
 		clear(dst[k:])
-		a.lit.code(&a.rc, dst, dst)
+		a.lit.code(&a.rc, dst, dst, at)
 		if a.rc.err != nil {
 			return a.codedErr(blockNo)
 		}
 	}
-	if coding && a.rc.limit != 0 {
+	if coding && a.rc.limit > 0 {
 		return fmt.Errorf("%w: block %d: %d bytes of the coded extra unused", ErrCorrupt, blockNo, a.rc.limit)
 	}
 	return nil

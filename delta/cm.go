@@ -417,7 +417,8 @@ type rangeCoder struct {
 	dec       bool
 	out       []byte
 	r         io.ByteReader
-	limit     int64
+	limit     int64 // coded bytes left to read; down to -pad in the implied zeros
+	pad       int64
 	err       error
 }
 
@@ -450,8 +451,20 @@ func (c *rangeCoder) code(bit int, p1 int32) int {
 	return bit
 }
 
-// finish flushes the encoder; the decoder reads exactly the bytes written.
+// finish flushes the encoder with the fewest bytes (1 to 4) that, followed
+// by zeros, lie in the final interval (format version 4: a decoder reads
+// up to 3 zero bytes past a section's end). Version 3 wrote x1's 4 bytes,
+// and its decoder reads exactly the bytes written.
 func (c *rangeCoder) finish() []byte {
+	for k := 1; k < 4; k++ {
+		mask := uint32(1)<<(32-8*k) - 1
+		if v := (c.x1 + mask) &^ mask; v >= c.x1 && v <= c.x2 {
+			for i := range k {
+				c.out = append(c.out, byte(v>>(24-8*i)))
+			}
+			return c.out
+		}
+	}
 	x := c.x1
 	c.out = append(c.out, byte(x>>24), byte(x>>16), byte(x>>8), byte(x))
 	return c.out
@@ -459,8 +472,17 @@ func (c *rangeCoder) finish() []byte {
 
 var errCodedOverrun = errors.New("coded diff section overrun")
 
+// codedPad is how many zero bytes a version 4 decoder reads past the end
+// of a coded section (finish writes at least 1 of the 4 bytes of its
+// final value).
+const codedPad = 3
+
 func (c *rangeCoder) byte() uint32 {
 	if c.limit <= 0 {
+		if c.limit > -c.pad {
+			c.limit--
+			return 0
+		}
 		if c.err == nil {
 			c.err = errCodedOverrun
 		}
@@ -474,9 +496,10 @@ func (c *rangeCoder) byte() uint32 {
 	return uint32(b)
 }
 
-// initDecoder starts decoding from r, which holds limit coded bytes.
-func (c *rangeCoder) initDecoder(r io.ByteReader, limit int64) {
-	*c = rangeCoder{x2: 0xffffffff, dec: true, r: r, limit: limit}
+// initDecoder starts decoding from r, which holds limit coded bytes
+// followed by pad implied zero bytes (codedPad in version 4, else 0).
+func (c *rangeCoder) initDecoder(r io.ByteReader, limit, pad int64) {
+	*c = rangeCoder{x2: 0xffffffff, dec: true, r: r, limit: limit, pad: pad}
 	for i := 0; i < 4; i++ {
 		c.x = c.x<<8 | c.byte()
 	}

@@ -9,24 +9,17 @@ import (
 	"io"
 	"math"
 	"os"
-	"runtime"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // Defaults used when Options (or one of its fields) is zero.
 const (
-	DefaultWindow    = 256 << 10
-	DefaultBlockSize = 1 << 20
-	DefaultCtrlSize  = 256 << 10
+	DefaultBlockSize = 512 << 10
+	DefaultCtrlSize  = 64 << 10
 	DefaultModelBits = 19
 )
 
 // Options tunes Create. The zero value (or nil) selects the defaults.
 type Options struct {
-	// Window is the zstd window of the body (power of two, MinWindow..
-	// MaxWindow; default DefaultWindow). Apply needs about twice this.
-	Window int
 	// BlockSize is the most output bytes per block (1..MaxBlockSize;
 	// default DefaultBlockSize). Apply holds one block in memory.
 	BlockSize int
@@ -46,9 +39,6 @@ func (o *Options) withDefaults() (Options, error) {
 	if o != nil {
 		r = *o
 	}
-	if r.Window == 0 {
-		r.Window = DefaultWindow
-	}
 	if r.BlockSize == 0 {
 		r.BlockSize = DefaultBlockSize
 	}
@@ -59,8 +49,6 @@ func (o *Options) withDefaults() (Options, error) {
 		r.ModelBits = DefaultModelBits
 	}
 	switch {
-	case r.Window < MinWindow || r.Window > MaxWindow || r.Window&(r.Window-1) != 0:
-		return r, fmt.Errorf("%w: window %d: want a power of two in %d..%d", ErrOptions, r.Window, MinWindow, MaxWindow)
 	case r.BlockSize < 1 || r.BlockSize > MaxBlockSize:
 		return r, fmt.Errorf("%w: block size %d: want 1..%d", ErrOptions, r.BlockSize, MaxBlockSize)
 	case r.CtrlSize < 3*binary.MaxVarintLen64 || r.CtrlSize > MaxCtrlSize:
@@ -75,10 +63,9 @@ func (o *Options) withDefaults() (Options, error) {
 // header. The same inputs and options always give the same bytes.
 //
 // Memory: besides old and new, the suffix array of old (4 bytes per byte)
-// and the diff model (Header.MaxApplyMemory's share) while matching, then,
-// once the suffix array is released, the zstd encoder (about 40 MiB); plus
-// the patch itself, which is written to w in one piece at the end (its
-// length is in the header). The diff coding runs on a second goroutine
+// and the models (Header.MaxApplyMemory's share) while matching, plus the
+// patch itself, which is written to w in one piece at the end (its length
+// is in the header). The diff coding runs on a second goroutine
 // beside the matching.
 // ctx is checked periodically; a cancelled Create returns ctx.Err() and
 // writes nothing. Errors wrap ErrOptions (invalid Options) or ErrTooLarge,
@@ -100,8 +87,7 @@ func writePatch(ctx context.Context, old, new []byte, w io.Writer, opts *Options
 	}
 	h := &Header{
 		Version:   Version,
-		Algorithm: AlgBlocksZstd,
-		Window:    uint32(o.Window),
+		Algorithm: AlgBlocks,
 		BlockSize: uint32(o.BlockSize),
 		CtrlSize:  uint32(o.CtrlSize),
 		ModelBits: uint8(o.ModelBits),
@@ -141,7 +127,7 @@ func writePatch(ctx context.Context, old, new []byte, w io.Writer, opts *Options
 	defer cancel()
 	blocks := make(chan pendingBlock, 2)
 	var raw bytes.Buffer
-	raw.Write(appendRefs(nil, refs))
+	raw.Write(appendRefs(nil, refs, Version))
 	encoded := make(chan error, 1)
 	go func() { encoded <- encodeBlocks(ectx, blocks, &raw, old, new, o.ModelBits, refs) }()
 	bw := &blockWriter{ctx: ectx, blocks: blocks, old: old, new: new, blockSize: o.BlockSize, ctrlSize: o.CtrlSize}
@@ -163,26 +149,7 @@ func writePatch(ctx context.Context, old, new []byte, w io.Writer, opts *Options
 	if err != nil {
 		return nil, err
 	}
-	if len(old) >= 8<<20 {
-		runtime.GC() // let the compression reuse the suffix array's memory
-	}
-	var body bytes.Buffer
-	enc, err := zstd.NewWriter(&body,
-		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-		zstd.WithWindowSize(o.Window),
-		zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(true),
-		zstd.WithZeroFrames(true))
-	if err != nil {
-		return nil, fmt.Errorf("delta: zstd encoder: %w", err)
-	}
-	if _, err := enc.Write(raw.Bytes()); err != nil {
-		return nil, fmt.Errorf("delta: compressing: %w", err)
-	}
-	if err := enc.Close(); err != nil {
-		return nil, fmt.Errorf("delta: compressing: %w", err)
-	}
-	h.BodySize = int64(body.Len())
+	h.BodySize = int64(raw.Len())
 	hb, err := h.MarshalBinary()
 	if err != nil {
 		return nil, err
@@ -190,7 +157,7 @@ func writePatch(ctx context.Context, old, new []byte, w io.Writer, opts *Options
 	if _, err := w.Write(hb); err != nil {
 		return nil, fmt.Errorf("delta: writing patch: %w", err)
 	}
-	if _, err := body.WriteTo(w); err != nil {
+	if _, err := raw.WriteTo(w); err != nil {
 		return nil, fmt.Errorf("delta: writing patch: %w", err)
 	}
 	return h, nil
@@ -314,6 +281,13 @@ func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer
 					dif = append(dif, nw[j]-o[j])
 				}
 				model.codeRun(rc, dif, o)
+				if debugDump != nil {
+					debugDump("diff", dif, o)
+					var pl []byte
+					pl = binary.LittleEndian.AppendUint64(pl, uint64(r.newPos))
+					pl = binary.LittleEndian.AppendUint64(pl, uint64(r.oldPos))
+					debugDump("diffpos", pl, nil)
+				}
 			}
 			coded = rc.finish()
 		}
@@ -343,6 +317,16 @@ func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer
 			extra = append(extra, new[c.newPos:c.newPos+c.n]...)
 			oc = appendOld(oc, old, c.oldPos, c.n)
 		}
+		if debugDump != nil {
+			debugDump("extra", extra, oc)
+			var pl []byte
+			for _, c := range blk.copies {
+				pl = binary.LittleEndian.AppendUint64(pl, uint64(c.newPos))
+				pl = binary.LittleEndian.AppendUint64(pl, uint64(c.n))
+			}
+			debugDump("extrapos", pl, nil)
+			debugDump("ctrl", blk.ctrl, nil)
+		}
 		if len(extra) > 0 && incompressible(extra) {
 			// Random-looking bytes (already compressed data): stored as
 			// they are, which applies at memcpy speed.
@@ -353,7 +337,11 @@ func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer
 				lit = newLitModel(modelBits)
 			}
 			rc := newEncoder(coded[:0])
-			lit.code(rc, extra, oc)
+			e, o := extra, oc
+			for _, c := range blk.copies {
+				lit.code(rc, e[:c.n], o[:c.n], int64(c.newPos))
+				e, o = e[c.n:], o[c.n:]
+			}
 			coded = rc.finish()
 			raw.Write(binary.AppendUvarint(hdr[:0], uint64(len(coded))))
 			raw.Write(coded)
@@ -366,6 +354,9 @@ func encodeBlocks(ctx context.Context, in <-chan pendingBlock, raw *bytes.Buffer
 	}
 	return nil
 }
+
+// debugDump, set by experiments, sees each block's sections before coding.
+var debugDump func(kind string, a, b []byte)
 
 // pendingBlock is one block between the two phases of Create.
 type pendingBlock struct {

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -91,7 +92,7 @@ func TestRoundTrip(t *testing.T) {
 	withZeros := append(append(bytes.Clone(base[:30000]), zeros...), base[30000:]...)
 	shifted := append(append(bytes.Clone(base[40000:]), base[:20000]...), base[20000:40000]...)
 	insDel := append(append(bytes.Clone(base[:1000]), gen(3, 5000)...), base[9000:]...)
-	small := &Options{BlockSize: 4096, CtrlSize: 64, Window: 1 << 10, ModelBits: MinModelBits}
+	small := &Options{BlockSize: 4096, CtrlSize: 64, ModelBits: MinModelBits}
 	cases := []struct {
 		name     string
 		old, new []byte
@@ -201,7 +202,8 @@ func TestSuffixArrayLarge(t *testing.T) {
 // apply. code.patch is raw code-like bytes; refs-*.patch are synthetic
 // programs of each architecture whose references all moved (format
 // version 3's reference prediction); code-v2.patch is the same pair as
-// code.patch in format version 2, which Apply still reads.
+// code.patch in format version 2, and NAME-v3.patch each pair in format
+// version 3 (its patches as upkit wrote them), which Apply still reads.
 func TestGolden(t *testing.T) {
 	dir := filepath.Join("testdata", "golden")
 	old := codeLike(10, 6000)
@@ -254,16 +256,31 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
-	t.Run("code-v2.patch", func(t *testing.T) {
-		v2, err := os.ReadFile(filepath.Join(dir, "code-v2.patch"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, h, err := applyPatch(old, v2)
-		if err != nil || !bytes.Equal(got, new) || h.Version != 2 {
-			t.Fatalf("applying the version 2 golden patch: err %v, output equal %v, version %d", err, bytes.Equal(got, new), h.Version)
-		}
-	})
+	// Older formats Apply still reads: each must apply, in its version.
+	olds := []struct {
+		name     string
+		version  uint16
+		old, new []byte
+	}{{"code-v2.patch", 2, old, new}}
+	for _, pr := range pairs {
+		olds = append(olds, struct {
+			name     string
+			version  uint16
+			old, new []byte
+		}{strings.TrimSuffix(pr.name, ".patch") + "-v3.patch", 3, pr.old, pr.new})
+	}
+	for _, pr := range olds {
+		t.Run(pr.name, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join(dir, pr.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, h, err := applyPatch(pr.old, b)
+			if err != nil || !bytes.Equal(got, pr.new) || h.Version != pr.version {
+				t.Fatalf("applying the version %d golden patch: err %v, output equal %v, version %d", pr.version, err, bytes.Equal(got, pr.new), h.Version)
+			}
+		})
+	}
 }
 
 // countingWriter counts what Apply writes.
@@ -298,19 +315,65 @@ func TestWrongBase(t *testing.T) {
 	}
 }
 
-// raw builds a patch around a hand-written decompressed body. The header
-// describes old and new; fix may alter it before it is encoded.
+// raw builds a version 3 patch around a hand-written body (blocks). The
+// header describes old and new; fix may alter it before it is encoded.
 func raw(t *testing.T, old, new, body []byte, fix func(h *Header)) []byte {
-	return rawZ(t, old, new, compress(t, append([]byte{archNone}, body...), 1<<10), fix)
+	return rawBody(t, old, new, append([]byte{archNone}, body...), fix)
 }
 
 // rawRefs is raw with a refs section (refs) before the blocks of body.
 func rawRefs(t *testing.T, old, new, refs, body []byte) []byte {
-	return rawZ(t, old, new, compress(t, append(bytes.Clone(refs), body...), 1<<10), nil)
+	return rawBody(t, old, new, append(bytes.Clone(refs), body...), nil)
+}
+
+// rawBody builds a version 3 patch from its body.
+func rawBody(t testing.TB, old, new, body []byte, fix func(h *Header)) []byte {
+	t.Helper()
+	h := &Header{Version: Version, Algorithm: AlgBlocks, BlockSize: 1 << 10, CtrlSize: 64,
+		ModelBits: MinModelBits, OldSize: int64(len(old)), NewSize: int64(len(new)),
+		OldSHA256: sha256.Sum256(old), NewSHA256: sha256.Sum256(new), BodySize: int64(len(body))}
+	if fix != nil {
+		fix(h)
+	}
+	hb, err := h.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(hb, body...)
+}
+
+// rawV2 builds a version 2 patch whose body is the zstd frame z.
+func rawV2(t testing.TB, old, new, z []byte) []byte {
+	t.Helper()
+	h := &Header{Version: 2, Algorithm: AlgBlocksZstd, Window: 1 << 10, BlockSize: 1 << 10, CtrlSize: 64,
+		ModelBits: MinModelBits, OldSize: int64(len(old)), NewSize: int64(len(new)),
+		OldSHA256: sha256.Sum256(old), NewSHA256: sha256.Sum256(new), BodySize: int64(len(z))}
+	hb, err := h.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(hb, z...)
+}
+
+// blockV2 encodes one version 2 block: ops as varints, the coded diff,
+// the extra bytes as they are.
+func blockV2(outLen int, ops [][3]int64, coded, extra []byte) []byte {
+	var ctrl []byte
+	for _, op := range ops {
+		ctrl = binary.AppendVarint(ctrl, op[0])
+		ctrl = binary.AppendUvarint(ctrl, uint64(op[1]))
+		ctrl = binary.AppendUvarint(ctrl, uint64(op[2]))
+	}
+	b := binary.AppendUvarint(nil, uint64(outLen))
+	b = binary.AppendUvarint(b, uint64(len(ctrl)))
+	b = append(b, ctrl...)
+	b = binary.AppendUvarint(b, uint64(len(coded)))
+	b = append(b, coded...)
+	return append(b, extra...)
 }
 
 // compress returns body as one zstd frame with the given window.
-func compress(t *testing.T, body []byte, window int) []byte {
+func compress(t testing.TB, body []byte, window int) []byte {
 	t.Helper()
 	var z bytes.Buffer
 	enc, err := zstd.NewWriter(&z, zstd.WithWindowSize(window), zstd.WithEncoderConcurrency(1))
@@ -333,37 +396,12 @@ func rawFrame(body []byte, windowLog int) []byte {
 	return append(f, body...)
 }
 
-// rawZ builds a patch from a compressed body.
-func rawZ(t *testing.T, old, new, z []byte, fix func(h *Header)) []byte {
-	t.Helper()
-	h := &Header{Version: Version, Algorithm: AlgBlocksZstd, Window: 1 << 10, BlockSize: 1 << 10, CtrlSize: 64,
-		ModelBits: MinModelBits, OldSize: int64(len(old)), NewSize: int64(len(new)),
-		OldSHA256: sha256.Sum256(old), NewSHA256: sha256.Sum256(new), BodySize: int64(len(z))}
-	if fix != nil {
-		fix(h)
-	}
-	hb, err := h.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(hb, z...)
-}
-
 // block encodes one block: ops are (seek, add, copy) triples, coded by a
 // fresh control model; diffs of add
 // runs are coded against old (zero diff: old bytes copied); the extra bytes
 // follow, coded by a fresh literal model with the old bytes at each copy's
 // cursor as context (the cursor starts at 0).
 func block(old []byte, outLen int, ops [][3]int64, coded []byte, extra []byte) []byte {
-	var oc []byte
-	cur, e := int64(0), 0
-	for _, op := range ops {
-		cur += op[0] + op[1]
-		if n := int(min(op[2], int64(len(extra)-e))); n > 0 && cur >= 0 {
-			oc = appendOld(oc, old, int(cur), n)
-			e += n
-		}
-	}
 	rc := newEncoder(nil)
 	cm := newCtrlModel()
 	for _, op := range ops {
@@ -378,16 +416,29 @@ func block(old []byte, outLen int, ops [][3]int64, coded []byte, extra []byte) [
 	if len(extra) == 0 {
 		return b
 	}
-	c := litCodeOld(extra, append(oc, make([]byte, len(extra)-len(oc))...))
+	c := litCodeOld(old, ops, extra)
 	b = binary.AppendUvarint(b, uint64(len(c)))
 	return append(b, c...)
 }
 
-// litCodeOld codes extra bytes with a fresh literal model of MinModelBits
-// and the old bytes old as their context.
-func litCodeOld(extra, old []byte) []byte {
+// litCodeOld codes the extra bytes of the copies of ops with a fresh
+// literal model of MinModelBits, the old bytes at each copy's cursor (the
+// cursor starts at 0) as their context and its place in new as its
+// alignment.
+func litCodeOld(old []byte, ops [][3]int64, extra []byte) []byte {
 	rc := newEncoder(nil)
-	newLitModel(MinModelBits).code(rc, extra, old)
+	m := newLitModel(MinModelBits)
+	cur, np := int64(0), int64(0)
+	for _, op := range ops {
+		cur += op[0] + op[1]
+		np += op[1]
+		if n := int(min(op[2], int64(len(extra)))); n > 0 {
+			oc := appendOld(nil, old, int(max(cur, 0)), n)
+			m.code(rc, extra[:n], oc, np)
+			extra = extra[n:]
+		}
+		np += op[2]
+	}
 	return rc.finish()
 }
 
@@ -399,6 +450,16 @@ func zeroDiff(old []byte) []byte {
 	return rc.finish()
 }
 
+// zeroDiffV2 is zeroDiff as versions 2 and 3 flushed it: the 4 bytes of
+// the final value, which their decoders read exactly.
+func zeroDiffV2(old []byte) []byte {
+	m := newDiffModel(MinModelBits)
+	rc := newEncoder(nil)
+	m.codeRun(rc, make([]byte, len(old)), old)
+	x := rc.x1
+	return append(rc.out, byte(x>>24), byte(x>>16), byte(x>>8), byte(x))
+}
+
 func TestCorruptPatches(t *testing.T) {
 	old := []byte("0123456789abcdef")
 	new := []byte("0123456789ABCDEF")
@@ -406,6 +467,10 @@ func TestCorruptPatches(t *testing.T) {
 	valid := raw(t, old, new, append(bytes.Clone(good), 0), nil)
 	if got, _, err := applyPatch(old, valid); err != nil || !bytes.Equal(got, new) {
 		t.Fatalf("hand-made patch does not apply: %v", err)
+	}
+	v2 := append(blockV2(16, [][3]int64{{0, 10, 6}}, zeroDiffV2(old[:10]), []byte("ABCDEF")), 0)
+	if got, _, err := applyPatch(old, rawV2(t, old, new, compress(t, v2, 1<<10))); err != nil || !bytes.Equal(got, new) {
+		t.Fatalf("hand-made version 2 patch does not apply: %v", err)
 	}
 	real := createPatch(t, codeLike(1, 3000), codeLike(2, 3000), nil)
 	realOld := codeLike(1, 3000)
@@ -426,7 +491,11 @@ func TestCorruptPatches(t *testing.T) {
 		{"truncated body", old, valid[:len(valid)-3], ErrTruncated},
 		{"truncated real patch", realOld, real[:len(real)/2], ErrTruncated},
 		{"trailing data", old, append(bytes.Clone(valid), 0), ErrTrailingData},
-		{"trailing zstd frame", old, append(bytes.Clone(valid), valid[HeaderSize:]...), ErrTrailingData},
+		{"body repeated", old, append(bytes.Clone(valid), valid[HeaderSize:]...), ErrTrailingData},
+		{"version 2, trailing zstd frame", old, append(rawV2(t, old, new, compress(t, v2, 1<<10)), compress(t, v2, 1<<10)...), ErrTrailingData},
+		{"version 2, window above bound", old, rawV2(t, old, new, rawFrame(v2, 20)), ErrBounds},
+		{"version 2 header, version 3 body", old, rawV2(t, old, new, compress(t, append([]byte{archNone}, append(bytes.Clone(good), 0)...), 1<<10)), ErrCorrupt},
+		{"version 3 algorithm in version 2", old, rehead(valid, func(b []byte) { b[8] = 2 }), ErrVersion},
 		{"body shorter than declared", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.BodySize += 3 }), ErrTruncated},
 		{"new digest", old, raw(t, old, new, append(bytes.Clone(good), 0), func(h *Header) { h.NewSHA256[0] ^= 1 }), ErrNewDigest},
 		{"add past end of old", old, raw(t, old, new, append(block(old, 16, [][3]int64{{8, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
@@ -439,10 +508,12 @@ func TestCorruptPatches(t *testing.T) {
 		{"operation outside block", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 10, 7}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
 		{"operations short of block", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 10, 5}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds}, // the decoder reads on: an empty operation
 		{"empty operation", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 0, 0}, {0, 10, 6}}, zeroDiff(old[:10]), []byte("ABCDEF")), 0), nil), ErrBounds},
-		{"coded diff too long", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 10, 6}}, append(zeroDiff(old[:10]), 0), []byte("ABCDEF")), 0), nil), ErrCorrupt},
+		// A coded section's last bytes may be followed by up to codedPad
+		// zeros, which the decoder reads as the implied ones: one more
+		// byte is left unread.
+		{"coded diff too long", old, raw(t, old, new, append(block(old, 16, [][3]int64{{0, 10, 6}}, append(zeroDiff(old[:10]), 0, 0, 0, 0), []byte("ABCDEF")), 0), nil), ErrCorrupt},
 		{"data after end marker", old, raw(t, old, new, append(bytes.Clone(good), 0, 1), nil), ErrCorrupt},
 		{"no end marker", old, raw(t, old, new, good, nil), ErrTruncated},
-		{"window above bound", old, rawZ(t, old, new, rawFrame(append(append([]byte{archNone}, good...), 0), 20), nil), ErrBounds},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -500,16 +571,17 @@ func TestBitFlips(t *testing.T) {
 func TestReadHeaderBounds(t *testing.T) {
 	old, new := []byte("a"), []byte("b")
 	for name, fix := range map[string]func(h *Header){
-		"window above max":   func(h *Header) { h.Window = MaxWindow * 2 },
-		"window not pow2":    func(h *Header) { h.Window = 3 << 10 },
-		"block above max":    func(h *Header) { h.BlockSize = MaxBlockSize + 1 },
-		"control above max":  func(h *Header) { h.CtrlSize = MaxCtrlSize + 1 },
-		"model above max":    func(h *Header) { h.ModelBits = MaxModelBits + 1 },
-		"old size above max": func(h *Header) { h.OldSize = MaxImageSize + 1 },
-		"new size above max": func(h *Header) { h.NewSize = MaxImageSize + 1 },
+		"v2 window above max": func(h *Header) { h.Version, h.Algorithm, h.Window = 2, AlgBlocksZstd, MaxWindow*2 },
+		"v2 window not pow2":  func(h *Header) { h.Version, h.Algorithm, h.Window = 2, AlgBlocksZstd, 3<<10 },
+		"v3 window":           func(h *Header) { h.Window = 1 << 10 },
+		"block above max":     func(h *Header) { h.BlockSize = MaxBlockSize + 1 },
+		"control above max":   func(h *Header) { h.CtrlSize = MaxCtrlSize + 1 },
+		"model above max":     func(h *Header) { h.ModelBits = MaxModelBits + 1 },
+		"old size above max":  func(h *Header) { h.OldSize = MaxImageSize + 1 },
+		"new size above max":  func(h *Header) { h.NewSize = MaxImageSize + 1 },
 	} {
 		t.Run(name, func(t *testing.T) {
-			h := &Header{Version: Version, Algorithm: AlgBlocksZstd, Window: 1 << 10, BlockSize: 1 << 10, CtrlSize: 64,
+			h := &Header{Version: Version, Algorithm: AlgBlocks, BlockSize: 1 << 10, CtrlSize: 64,
 				ModelBits: MinModelBits, OldSize: 1, NewSize: 1, BodySize: 10,
 				OldSHA256: sha256.Sum256(old), NewSHA256: sha256.Sum256(new)}
 			b, err := h.MarshalBinary()
@@ -522,6 +594,8 @@ func TestReadHeaderBounds(t *testing.T) {
 			}
 			// Write the bad fields by hand, with a valid checksum.
 			le := binary.LittleEndian
+			le.PutUint16(b[8:], h.Version)
+			b[10] = byte(h.Algorithm)
 			b[11] = h.ModelBits
 			le.PutUint32(b[12:], h.Window)
 			le.PutUint32(b[16:], h.BlockSize)
@@ -580,8 +654,8 @@ func TestLitCtrlMemory(t *testing.T) {
 	if got := alloc(func() any { return newCtrlModel() }); got > ctrlMemory {
 		t.Errorf("newCtrlModel allocated %d bytes, ctrlMemory says %d", got, ctrlMemory)
 	}
-	h := Header{Version: Version, Window: DefaultWindow, BlockSize: DefaultBlockSize, CtrlSize: DefaultCtrlSize, ModelBits: DefaultModelBits}
-	t.Logf("MaxApplyMemory with the defaults: %d bytes (version 2: %d)", h.MaxApplyMemory(), (&Header{Version: 2, Window: DefaultWindow, BlockSize: DefaultBlockSize, CtrlSize: DefaultCtrlSize, ModelBits: DefaultModelBits}).MaxApplyMemory())
+	h := Header{Version: Version, BlockSize: DefaultBlockSize, CtrlSize: DefaultCtrlSize, ModelBits: DefaultModelBits}
+	t.Logf("MaxApplyMemory with the defaults: %d bytes (version 2 with its defaults: %d)", h.MaxApplyMemory(), (&Header{Version: 2, Window: 2 << 20, BlockSize: 1 << 20, CtrlSize: 256 << 10, ModelBits: DefaultModelBits}).MaxApplyMemory())
 }
 
 // TestApplyMemoryFlat checks that Apply's allocations do not grow with the
@@ -703,7 +777,7 @@ func TestCancel(t *testing.T) {
 }
 
 func TestBadOptions(t *testing.T) {
-	for _, o := range []Options{{Window: 3000}, {Window: MaxWindow * 2}, {BlockSize: MaxBlockSize + 1}, {CtrlSize: 5}, {ModelBits: 30}} {
+	for _, o := range []Options{{BlockSize: MaxBlockSize + 1}, {CtrlSize: 5}, {ModelBits: 30}} {
 		if _, err := Create(context.Background(), nil, nil, io.Discard, &o); err == nil {
 			t.Errorf("Create accepted options %+v", o)
 		}

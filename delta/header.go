@@ -14,10 +14,14 @@ import (
 // package magic ("\x89UPK\r\n\x1a\n") in its fourth byte.
 const Magic = "\x89UPD\r\n\x1a\n"
 
-// Version is the patch format version this package reads and writes.
-// Version 2 changed the diff coder (subgroup flags, recent-value
-// decisions); version 1 patches are refused with ErrVersion.
-const Version = 3
+// Version is the patch format version this package writes. Version 2
+// changed the diff coder (subgroup flags, recent-value decisions); version
+// 3 predicts references and codes the extra bytes with a context-mixing
+// model, all in one zstd stream; version 4 codes the extra bytes with a
+// larger model (bit-history states, two mixers, two APMs) and stores the
+// body as it is (AlgBlocks). Apply reads versions 2 to 4; version 1
+// patches are refused with ErrVersion.
+const Version = 4
 
 // minVersion is the oldest format version Apply still reads.
 const minVersion = 2
@@ -26,13 +30,13 @@ const minVersion = 2
 const HeaderSize = 116
 
 // Limits every header is checked against before anything is allocated.
-// Apply's memory is bounded by MaxWindow + MaxBlockSize + MaxCtrlSize plus a
-// constant of well under 1 MiB, whatever the image size.
+// Apply's memory is bounded by Header.MaxApplyMemory, itself bounded by
+// these, whatever the image size.
 const (
 	// MaxImageSize bounds OldSize and NewSize (1 TiB, spec.MaxBlobSize).
 	MaxImageSize = spec.MaxBlobSize
-	// MinWindow and MaxWindow bound the zstd window of the patch body; the
-	// window is a power of two.
+	// MinWindow and MaxWindow bound the zstd window of a version 2 or 3
+	// patch body; the window is a power of two.
 	MinWindow = 1 << 10
 	MaxWindow = 8 << 20
 	// MaxBlockSize bounds the output bytes covered by one block; it is also
@@ -50,16 +54,22 @@ const (
 type Algorithm uint8
 
 const (
-	// AlgBlocksZstd is the only algorithm of format version 2: blocks of
-	// seek/add/copy operations with separate control, diff and extra
+	// AlgBlocksZstd is the algorithm of format versions 2 and 3: blocks
+	// of seek/add/copy operations with separate control, diff and extra
 	// sections, all in one zstd stream (see docs/FORMAT.md).
 	AlgBlocksZstd Algorithm = 1
+	// AlgBlocks is the algorithm of format version 4: the same blocks,
+	// every section arithmetic-coded, the body stored as it is (zstd found
+	// nothing left to compress). The header's window is 0.
+	AlgBlocks Algorithm = 2
 )
 
 func (a Algorithm) String() string {
 	switch a {
 	case AlgBlocksZstd:
 		return "blocks-zstd"
+	case AlgBlocks:
+		return "blocks"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(a))
 }
@@ -109,8 +119,9 @@ func rejection(msg string) error { return spec.Sentinel(msg, ErrRejected) }
 type Header struct {
 	Version   uint16
 	Algorithm Algorithm
-	// Window is the zstd window of the body in bytes (power of two,
-	// MinWindow..MaxWindow): the decoder refuses frames declaring more.
+	// Window is the zstd window of a version 2 or 3 body in bytes (power of
+	// two, MinWindow..MaxWindow): the decoder refuses frames declaring
+	// more. 0 in version 4, whose body is not compressed.
 	Window uint32
 	// BlockSize is the most output bytes one block produces, and so the
 	// longest operation (1..MaxBlockSize).
@@ -140,14 +151,29 @@ func (h *Header) NewDigest() string { return spec.Digest(h.NewSHA256).String() }
 func (h *Header) PatchSize() int64 { return HeaderSize + h.BodySize }
 
 // MaxApplyMemory is the most memory Apply allocates for this patch's
-// buffers and decoder (window, block and control buffers); the rest is a
-// small constant.
+// buffers, models and decoder (versions 2 and 3: the zstd window; block
+// and control buffers); the rest is a small constant.
 func (h *Header) MaxApplyMemory() int64 {
-	n := 2*int64(h.Window) + int64(h.BlockSize) + int64(h.CtrlSize) + modelMemory(int(h.ModelBits))
-	if h.Version >= 3 {
-		n += litMemory(int(h.ModelBits)) + refsMemory + ctrlMemory
+	n := int64(h.BlockSize) + int64(h.CtrlSize) + modelMemory(int(h.ModelBits))
+	switch {
+	case h.Version >= 4:
+		// The refs section's target map is decoded with a second control
+		// model.
+		n += litMemory(int(h.ModelBits)) + refsMemory + 2*ctrlMemory
+	case h.Version == 3:
+		n += 2*int64(h.Window) + lit3Memory(int(h.ModelBits)) + refsMemory + ctrlMemory
+	default:
+		n += 2 * int64(h.Window)
 	}
 	return n
+}
+
+// versionAlg is the algorithm of each format version.
+func versionAlg(v uint16) Algorithm {
+	if v >= 4 {
+		return AlgBlocks
+	}
+	return AlgBlocksZstd
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -213,8 +239,8 @@ func parseHeader(b []byte) (*Header, error) {
 	if h.Version < minVersion || h.Version > Version {
 		return nil, fmt.Errorf("%w: version %d (this build reads %d..%d)", ErrVersion, h.Version, minVersion, Version)
 	}
-	if h.Algorithm != AlgBlocksZstd {
-		return nil, fmt.Errorf("%w: algorithm %d", ErrVersion, b[10])
+	if h.Algorithm != versionAlg(h.Version) {
+		return nil, fmt.Errorf("%w: algorithm %d in a version %d patch", ErrVersion, b[10], h.Version)
 	}
 	for _, f := range []struct {
 		dst  *int64
@@ -238,9 +264,11 @@ func parseHeader(b []byte) (*Header, error) {
 // check verifies every field against the fixed limits.
 func (h *Header) check() error {
 	switch {
-	case h.Version < minVersion || h.Version > Version || h.Algorithm != AlgBlocksZstd:
+	case h.Version < minVersion || h.Version > Version || h.Algorithm != versionAlg(h.Version):
 		return fmt.Errorf("%w: version %d algorithm %d", ErrVersion, h.Version, h.Algorithm)
-	case h.Window < MinWindow || h.Window > MaxWindow || h.Window&(h.Window-1) != 0:
+	case h.Algorithm == AlgBlocks && h.Window != 0:
+		return fmt.Errorf("%w: window %d in a body without zstd (must be 0)", ErrBounds, h.Window)
+	case h.Algorithm == AlgBlocksZstd && (h.Window < MinWindow || h.Window > MaxWindow || h.Window&(h.Window-1) != 0):
 		return fmt.Errorf("%w: window %d (power of two in %d..%d)", ErrBounds, h.Window, MinWindow, MaxWindow)
 	case h.BlockSize < 1 || h.BlockSize > MaxBlockSize:
 		return fmt.Errorf("%w: block size %d (max %d)", ErrBounds, h.BlockSize, MaxBlockSize)

@@ -352,8 +352,9 @@ func absDiff(a, b int64) uint64 {
 	return uint64(b - a)
 }
 
-// appendRefs appends the refs section of m (nil: none) to b.
-func appendRefs(b []byte, m *refModel) []byte {
+// appendRefs appends the refs section of m (nil: none) to b, in format
+// version v (3: the target map as varints; 4: coded, reftab.go).
+func appendRefs(b []byte, m *refModel, v uint16) []byte {
 	if !m.active() {
 		return append(b, archNone)
 	}
@@ -368,9 +369,18 @@ func appendRefs(b []byte, m *refModel) []byte {
 		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.tab)))
+	if v >= 4 {
+		return appendRefTab(b, m.tab)
+	}
+	return appendRefTabVarints(b, m.tab)
+}
+
+// appendRefTabVarints appends the target map as varint pairs: the start's
+// gap from the previous start, the shift's change.
+func appendRefTabVarints(b []byte, tab []shiftEntry) []byte {
 	var start uint64
 	var shift int64
-	for _, e := range m.tab {
+	for _, e := range tab {
 		b = binary.AppendUvarint(b, e.start-start)
 		b = binary.AppendVarint(b, e.shift-shift)
 		start, shift = e.start, e.shift
@@ -383,10 +393,11 @@ type byteReader interface {
 	ReadByte() (byte, error)
 }
 
-// readRefs parses a refs section for images of oldSize and newSize bytes.
+// readRefs parses a refs section of format version v for images of
+// oldSize and newSize bytes.
 // Errors: io errors as they are (the caller maps them), fmt errors wrapping
 // ErrBounds or ErrCorrupt for values out of range.
-func readRefs(r byteReader, oldSize, newSize int64) (*refModel, error) {
+func readRefs(r byteReader, oldSize, newSize int64, v uint16) (*refModel, error) {
 	arch, err := r.ReadByte()
 	if err != nil {
 		return nil, err
@@ -450,29 +461,42 @@ func readRefs(r byteReader, oldSize, newSize int64) (*refModel, error) {
 		return nil, fmt.Errorf("%w: refs section: %d target ranges (max %d)", ErrBounds, n, MaxRefEntries)
 	}
 	m.tab = make([]shiftEntry, n)
-	var start uint64
-	var shift int64
-	for i := range m.tab {
-		d, err := readUvarint(r)
-		if err != nil {
-			return nil, err
-		}
-		ds, err := readVarint(r)
-		if err != nil {
-			return nil, err
-		}
-		if (i > 0 && d == 0) || start+d < start || start+d > 1<<62 || ds > 1<<62 || ds < -1<<62 {
-			return nil, fmt.Errorf("%w: refs section: target range %d", ErrCorrupt, i)
-		}
-		start += d
-		shift += ds
-		if shift > 1<<62 || shift < -1<<62 {
-			return nil, fmt.Errorf("%w: refs section: target range %d shift", ErrCorrupt, i)
-		}
-		m.tab[i] = shiftEntry{start: start, shift: shift}
+	if v >= 4 {
+		err = readRefTab(r, m.tab)
+	} else {
+		err = readRefTabVarints(r, m.tab)
+	}
+	if err != nil {
+		return nil, err
 	}
 	m.bounds()
 	return m, nil
+}
+
+// readRefTabVarints reads len(tab) target ranges as varint pairs.
+func readRefTabVarints(r byteReader, tab []shiftEntry) error {
+	var start uint64
+	var shift int64
+	for i := range tab {
+		d, err := readUvarint(r)
+		if err != nil {
+			return err
+		}
+		ds, err := readVarint(r)
+		if err != nil {
+			return err
+		}
+		if ds > 1<<62 || ds < -1<<62 {
+			return fmt.Errorf("%w: refs section: target range %d", ErrCorrupt, i)
+		}
+		if err := checkRefEntry(i, start, d, shift+ds); err != nil {
+			return err
+		}
+		start += d
+		shift += ds
+		tab[i] = shiftEntry{start: start, shift: shift}
+	}
+	return nil
 }
 
 // readUvarint reads an unsigned varint in its shortest form only, so that
@@ -514,7 +538,7 @@ func readVarint(r byteReader) (int64, error) {
 
 // refsEqual is for tests.
 func refsEqual(a, b *refModel) bool {
-	return bytes.Equal(appendRefs(nil, a), appendRefs(nil, b))
+	return bytes.Equal(appendRefs(nil, a, 3), appendRefs(nil, b, 3))
 }
 
 var debugRefs = os.Getenv("UPKIT_DEBUG_REFS") != ""

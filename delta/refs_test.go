@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"testing"
 )
 
@@ -132,8 +133,14 @@ func TestRefsSection(t *testing.T) {
 		new: []segment{{off: 0, size: 120, vaddr: 0x1000, kind: segCode}},
 		tab: []shiftEntry{{start: 0x1000, shift: -4}, {start: 0x1004, shift: 12}, {start: 0x9000, shift: 1 << 20}}}
 	m.bounds()
-	b := appendRefs(nil, m)
-	got, err := readRefs(bytes.NewReader(b), 150, 120)
+	for _, v := range []uint16{3, 4} {
+		t.Run(fmt.Sprintf("version %d", v), func(t *testing.T) { testRefsSection(t, m, v) })
+	}
+}
+
+func testRefsSection(t *testing.T, m *refModel, v uint16) {
+	b := appendRefs(nil, m, v)
+	got, err := readRefs(bytes.NewReader(b), 150, 120, v)
 	if err != nil || !refsEqual(got, m) || got.lo != m.lo || got.hi != m.hi {
 		t.Fatalf("round trip: %v %v", got, err)
 	}
@@ -143,7 +150,7 @@ func TestRefsSection(t *testing.T) {
 		c.old = append([]segment(nil), m.old...)
 		c.tab = append([]shiftEntry(nil), m.tab...)
 		mut(&c)
-		if _, err := readRefs(bytes.NewReader(appendRefs(nil, &c)), oldSize, 120); err == nil {
+		if _, err := readRefs(bytes.NewReader(appendRefs(nil, &c, v)), oldSize, 120, v); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -159,19 +166,19 @@ func TestRefsSection(t *testing.T) {
 		}
 	}, 150)
 	for _, b := range [][]byte{{archMax + 1}, {archX86, 16}, {archX86, 64, 0x80}} {
-		if _, err := readRefs(bytes.NewReader(b), 10, 10); err == nil {
+		if _, err := readRefs(bytes.NewReader(b), 10, 10, v); err == nil {
 			t.Errorf("% x: accepted", b)
 		}
 	}
 	// Too many target ranges: refused from the count, before reading them.
-	c := appendRefs(nil, &refModel{arch: archX86, ptrBits: 64})
+	c := appendRefs(nil, &refModel{arch: archX86, ptrBits: 64}, 3) // ends with the count, 0
 	c = binary.AppendUvarint(c[:len(c)-1], MaxRefEntries+1)
-	if _, err := readRefs(bytes.NewReader(c), 10, 10); err == nil {
+	if _, err := readRefs(bytes.NewReader(c), 10, 10, v); err == nil {
 		t.Errorf("%d target ranges accepted", MaxRefEntries+1)
 	}
 	// Every truncation is an error.
 	for i := range b {
-		if _, err := readRefs(bytes.NewReader(b[:i]), 150, 120); err == nil {
+		if _, err := readRefs(bytes.NewReader(b[:i]), 150, 120, v); err == nil {
 			t.Errorf("truncated at %d of %d: accepted", i, len(b))
 		}
 	}

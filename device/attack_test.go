@@ -473,7 +473,7 @@ func TestAttackDeltaApplyMemory(t *testing.T) {
 	r := w.twoReleases()
 	app2 := r.img2[1] // the release lists no delta for app
 	var buf bytes.Buffer
-	big := &delta.Options{Window: delta.MaxWindow, BlockSize: delta.MaxBlockSize, CtrlSize: delta.MaxCtrlSize, ModelBits: delta.MaxModelBits}
+	big := &delta.Options{BlockSize: delta.MaxBlockSize, CtrlSize: delta.MaxCtrlSize, ModelBits: delta.MaxModelBits}
 	h, err := delta.Create(w.ctx, r.app1, r.app2, &buf, big)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/upkit/upkit/delta"
 	"github.com/upkit/upkit/imagepkg"
 	"github.com/upkit/upkit/internal/atomicfile"
+	"github.com/upkit/upkit/internal/cliutil"
 )
 
 func deltaCommand() *cli.Command {
@@ -52,9 +53,8 @@ Example:
 			&cli.StringFlag{Name: "from", Usage: "old image `OLD` (raw file or .upk)", Required: true},
 			&cli.StringFlag{Name: "to", Usage: "new image `NEW` (raw file or .upk)", Required: true},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the patch to `PATCH`", Required: true},
-			&cli.IntFlag{Name: "window", Usage: fmt.Sprintf("zstd window in `BYTES` (power of two, %d..%d)", delta.MinWindow, delta.MaxWindow), Value: delta.DefaultWindow},
 			&cli.IntFlag{Name: "block-size", Usage: fmt.Sprintf("output `BYTES` per block (1..%d)", delta.MaxBlockSize), Value: delta.DefaultBlockSize},
-			&cli.IntFlag{Name: "model-bits", Usage: fmt.Sprintf("diff model size `N` (%d..%d): apply needs about 5<<N bytes for it", delta.MinModelBits, delta.MaxModelBits), Value: delta.DefaultModelBits},
+			&cli.IntFlag{Name: "model-bits", Usage: fmt.Sprintf("models' size `N` (%d..%d): apply needs about 17<<N bytes for them", delta.MinModelBits, delta.MaxModelBits), Value: delta.DefaultModelBits},
 		},
 		Action: deltaCreateAction,
 	}
@@ -64,7 +64,7 @@ func deltaCreateAction(c *cli.Context) error {
 	if err := needArgs(c, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	opts := &delta.Options{Window: c.Int("window"), BlockSize: c.Int("block-size"), ModelBits: c.Int("model-bits")}
+	opts := &delta.Options{BlockSize: c.Int("block-size"), ModelBits: c.Int("model-bits")}
 	out := c.String("output")
 	old, err := imagepkg.OpenImage(c.Context, c.String("from"), filepath.Dir(out))
 	if err != nil {
@@ -124,6 +124,10 @@ func deltaApplyAction(c *cli.Context) error {
 	// The heap is small and long-lived (model tables, one block): collect
 	// often rather than let garbage double the resident size.
 	defer debug.SetGCPercent(debug.SetGCPercent(20))
+	// Most of the binary's pages that start-up made resident are not
+	// needed here: let them go before the models are allocated, so that
+	// the peak is apply's memory, not apply's plus the CLI's.
+	cliutil.ReleaseExecutablePages()
 	patchPath, out := c.Args().First(), c.String("output")
 	// --from itself, not the payload extracted from a .upk: neither the
 	// image nor the package it came in may be overwritten.
@@ -153,8 +157,8 @@ func deltaInspectCommand() *cli.Command {
 		Usage:     "print a patch's header",
 		ArgsUsage: "PATCH",
 		Description: `Prints the header of PATCH: format version and algorithm, the old and new
-images' sizes and digests, the body's bounds (window, block size, control
-size, model size) and the memory apply will need, the patch size and its
+images' sizes and digests, the body's bounds (zstd window of a version 2 or 3
+patch, block size, control size, model size) and the memory apply will need, the patch size and its
 digest (sha256 of the whole file, which release manifests reference). Fails
 (exit 1) when the header is invalid or the file size differs from the
 header's. The body is not decoded: apply checks it.
@@ -219,7 +223,9 @@ func deltaInspectAction(c *cli.Context) error {
 	fmt.Fprintf(w, "format:           version %d, algorithm %s\n", info.Version, info.Algorithm)
 	fmt.Fprintf(w, "old image:        %d bytes, %s\n", info.OldSize, info.OldDigest)
 	fmt.Fprintf(w, "new image:        %d bytes, %s\n", info.NewSize, info.NewDigest)
-	fmt.Fprintf(w, "window:           %d\n", info.Window)
+	if info.Window != 0 {
+		fmt.Fprintf(w, "window:           %d\n", info.Window)
+	}
 	fmt.Fprintf(w, "block size:       %d\n", info.BlockSize)
 	fmt.Fprintf(w, "control size:     %d\n", info.CtrlSize)
 	fmt.Fprintf(w, "model bits:       %d\n", info.ModelBits)

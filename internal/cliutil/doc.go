@@ -4,5 +4,6 @@
 // output depends only on the tree, so CI regenerates and compares it),
 // flags accepted after positional arguments (FlagsFirst), the flags shared
 // by registry commands (TimeoutFlag), the progress line drawn on a
-// terminal, and the version string of the build.
+// terminal, the version string of the build, and ReleaseExecutablePages,
+// which lowers a long command's resident size.
 package cliutil
