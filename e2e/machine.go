@@ -451,6 +451,10 @@ type Boot struct {
 	Slot, Release, Root string
 	TPM, Stick          bool
 	Problems            string
+	// DisksWaitMS is how long init waited for the kernel to find the
+	// disk's partitions and the stick (NVMe probing runs in the
+	// background), in 100 ms steps.
+	DisksWaitMS int
 	// AgentRC is the exit status of `upkit-agent boot` on this boot (-1
 	// when the image has no agent); AgentLog its lines, without the
 	// "upkit-agent: " prefix.
@@ -474,10 +478,14 @@ func (b Boot) Timings() string {
 	if kernelAt == 0 {
 		kernelAt = b.ChoseAt
 	}
-	return fmt.Sprintf("%.1f s: firmware %.1f, %s %.1f, kernel %.1f, init %.1f",
+	s := fmt.Sprintf("%.1f s: firmware %.1f, %s %.1f, kernel %.1f, init %.1f",
 		b.Total().Seconds(), (b.LoaderAt - b.Begin).Seconds(), b.Loader,
 		(kernelAt - b.LoaderAt).Seconds(), (b.InitAt - kernelAt).Seconds(),
 		(b.ReadyAt - b.InitAt).Seconds())
+	if b.DisksWaitMS > 0 {
+		s += fmt.Sprintf(" (of which %.1f waiting for the disks)", float64(b.DisksWaitMS)/1000)
+	}
+	return s
 }
 
 // WaitBoot waits until the device has booted to its init's "ready" (past
@@ -530,6 +538,7 @@ func (m *Machine) WaitBoot(ctx context.Context) (Boot, error) {
 			b.TPM = mk.Field("tpm") == "yes"
 			b.Stick = mk.Field("stick") == "yes"
 			b.Problems = mk.Field("problems")
+			b.DisksWaitMS, _ = strconv.Atoi(mk.Field("disks-ms"))
 		case "ready":
 			b.ReadyAt = l.At
 		}
