@@ -744,7 +744,7 @@ func (s *scenario) cutOnce(k int, target string, delay time.Duration) (outcome, 
 	b, err := m.WaitBoot(ctx)
 	cancel()
 	if err != nil || b.Slot != "A" || b.AgentRC != 0 {
-		return fail("the device did not come up on 1.0.0 before the cut: %v, slot %s, agent %d", err, b.Slot, b.AgentRC)
+		return fail("the device did not come up on 1.0.0 before the cut: %v, slot %s, agent %d; console:%s", err, b.Slot, b.AgentRC, m.Tail(50))
 	}
 	j, err := m.Spawn("upkit-agent install /mnt/stick")
 	if err != nil {

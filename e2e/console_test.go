@@ -113,6 +113,24 @@ func TestAgentPhase(t *testing.T) {
 	}
 }
 
+func TestNVMeStall(t *testing.T) {
+	for _, tt := range []struct {
+		lines []Line
+		want  string
+	}{
+		{nil, ""},
+		{[]Line{{Text: "UPKIT-E2E boot release=1.0.0 slot=A"}, {Text: "nvme nvme0: 1/0/0 default/read/poll queues"}}, ""},
+		{[]Line{{Text: "stuck: kmsg: [   32.206128] nvme nvme0: I/O 635 (I/O Cmd) QID 1 timeout, aborting"}},
+			"nvme nvme0: I/O 635 (I/O Cmd) QID 1 timeout, aborting"},
+		{[]Line{{Text: "x"}, {Text: "problem: kmsg: [   64.708370] nvme nvme0: I/O 192 QID 1 timeout, reset controller"}},
+			"nvme nvme0: I/O 192 QID 1 timeout, reset controller"},
+	} {
+		if got := nvmeStall(tt.lines); got != tt.want {
+			t.Errorf("nvmeStall(%v) = %q, want %q", tt.lines, got, tt.want)
+		}
+	}
+}
+
 func TestBootTimings(t *testing.T) {
 	b := Boot{Loader: "grub", Begin: 2 * time.Second, LoaderAt: 7 * time.Second, ChoseAt: 7500 * time.Millisecond,
 		KernelAt: 10 * time.Second, InitAt: 15 * time.Second, ReadyAt: 15500 * time.Millisecond}

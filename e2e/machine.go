@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -268,8 +269,12 @@ func (m *Machine) Lines() []Line {
 }
 
 // Tail returns the last n console lines as text, for failure messages.
+//
+// When the console shows QEMU's NVMe emulation stalling (nvmeStall), a
+// last line says so.
 func (m *Machine) Tail(n int) string {
-	lines := m.Lines()
+	all := m.Lines()
+	lines := all
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
@@ -277,7 +282,26 @@ func (m *Machine) Tail(n int) string {
 	for _, l := range lines {
 		fmt.Fprintf(&b, "\n  [%7.2f] %s", l.At.Seconds(), l.Text)
 	}
+	if st := nvmeStall(all); st != "" {
+		fmt.Fprintf(&b, "\n  e2e: QEMU's NVMe emulation stalled (%q): a QEMU 7.2 bug, not upkit's; docs/E2E.md, \"Known problem\"", st)
+	}
 	return b.String()
+}
+
+// nvmeStallRE matches the guest kernel's report of an NVMe command that
+// timed out ("nvme nvme0: I/O 635 (I/O Cmd) QID 1 timeout, aborting"), as
+// the init's stuck: and problem: lines carry it.
+var nvmeStallRE = regexp.MustCompile(`nvme nvme\d+: I/O \d+ .*QID \d+ timeout`)
+
+// nvmeStall returns the first line showing an NVMe command timing out in
+// the guest, or "" (docs/E2E.md, "Known problem").
+func nvmeStall(lines []Line) string {
+	for _, l := range lines {
+		if loc := nvmeStallRE.FindStringIndex(l.Text); loc != nil {
+			return l.Text[loc[0]:]
+		}
+	}
+	return ""
 }
 
 // ErrExited is returned by waits when QEMU exits first.
