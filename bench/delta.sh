@@ -206,12 +206,15 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   figure is the code it runs, libc and the CLI's own heap. The "upkit-lib"
   rows (deltabench built without cgo, as firmware is) are the figure for a
   device.
-* **Apply time** (CPU profile of esbuild-x64-jump, 2.6 s): the extra-byte
-  model 1.8 s (1.5 MB of new code and data, ten predictions mixed per bit),
-  the difference coder 0.65 s, reference prediction 0.07 s, sha256 of both
-  images 0.03 s. On patch releases the extra bytes are few and apply is
-  close to bspatch; on version jumps the model costs about 1.2 µs a byte,
-  paid back by the download it saves (last table, 1 Mbit/s).
+* **Apply time** (CPU profile of esbuild-x64-jump's apply, 4.9 s of
+  samples): the extra-byte model 3.8 s (3.0 MB of extra bytes, 1.3 µs a
+  byte; over half of it is the loads of its hashed and direct tables, one
+  cache miss per context and nibble: the model is memory-bound), the
+  difference coder 0.9 s, the rest (reference prediction, sha256, I/O)
+  0.2 s. On patch releases the extra bytes are few and apply stays near
+  bspatch; on version jumps it is about 10 times bspatch's time, which the
+  smaller download pays for at 1 Mbit/s on some pairs and not on others
+  (last column but one).
 EOF
 } > "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
