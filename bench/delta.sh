@@ -208,8 +208,8 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   device.
 * **Apply time** (CPU profile of esbuild-x64-jump's apply, 4.9 s of
   samples): the extra-byte model 3.8 s (3.0 MB of extra bytes, 1.3 µs a
-  byte; over half of it is the loads of its hashed and direct tables, one
-  cache miss per context and nibble: the model is memory-bound), the
+  byte; about a third of it is the loads of its hashed buckets and
+  direct-table states, a cache miss per context and nibble), the
   difference coder 0.9 s, the rest (reference prediction, sha256, I/O)
   0.2 s. On patch releases the extra bytes are few and apply stays near
   bspatch; on version jumps it is about 10 times bspatch's time, which the
