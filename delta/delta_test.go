@@ -443,21 +443,21 @@ func litCodeOld(old []byte, ops [][3]int64, extra []byte) []byte {
 }
 
 // zeroDiff codes n zero diff bytes over old with a fresh model.
-func zeroDiff(old []byte) []byte {
-	m := newDiffModel(MinModelBits)
-	rc := newEncoder(nil)
-	m.codeRun(rc, make([]byte, len(old)), old)
-	return rc.finish()
-}
+func zeroDiff(old []byte) []byte { return zeroDiffCoder(old).finish() }
 
 // zeroDiffV2 is zeroDiff as versions 2 and 3 flushed it: the 4 bytes of
 // the final value, which their decoders read exactly.
 func zeroDiffV2(old []byte) []byte {
-	m := newDiffModel(MinModelBits)
-	rc := newEncoder(nil)
-	m.codeRun(rc, make([]byte, len(old)), old)
+	rc := zeroDiffCoder(old)
 	x := rc.x1
 	return append(rc.out, byte(x>>24), byte(x>>16), byte(x>>8), byte(x))
+}
+
+// zeroDiffCoder codes an all-zero diff over old, unflushed.
+func zeroDiffCoder(old []byte) *rangeCoder {
+	rc := newEncoder(nil)
+	newDiffModel(MinModelBits).codeRun(rc, make([]byte, len(old)), old)
+	return rc
 }
 
 func TestCorruptPatches(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// Experiments (not committed): dump sections of corpus pairs, recode them.
+// Where TestExpDump writes, and the others read, the dumped sections.
 
 const expDir = "/tmp/i16b/dump"
 

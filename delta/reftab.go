@@ -86,17 +86,11 @@ func (m *refTabModel) entry(c *rangeCoder, gap uint64, shift int64) (uint64, int
 		}
 	}
 	// Move to front: the current shift joins the recent ones, the new
-	// one leaves them.
-	if j == 4 {
-		j = 3
-	}
-	copy(m.recent[1:j+1], m.recent[:j])
+	// one leaves them (a new shift pushes the oldest out).
+	m.prevSym = j
+	copy(m.recent[1:min(j, 3)+1], m.recent[:min(j, 3)])
 	m.recent[0] = m.cur
 	m.cur = shift
-	m.prevSym = j
-	if hit == 0 {
-		m.prevSym = 4
-	}
 	gap = m.ctrl.num(c, fSeek, gap)
 	return gap, shift
 }
