@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -197,5 +199,50 @@ func TestCapEntries(t *testing.T) {
 	}
 	if got := capEntries(tab, []int{1, 1, 1, 1, 1}, 5); len(got) != 5 {
 		t.Fatalf("under the limit: %v", got)
+	}
+}
+
+// TestRefTabCoded: version 4's coded target map round-trips, falls back to
+// varint pairs for values the coder does not hold, and refuses a coded
+// length beyond its bound, bytes left unread and a map that ends early.
+func TestRefTabCoded(t *testing.T) {
+	tab := []shiftEntry{{start: 0x1000, shift: 0}, {start: 0x1040, shift: 48}, {start: 0x1100, shift: 0},
+		{start: 0x1200, shift: 48}, {start: 0x2000, shift: -56}, {start: 0x2400, shift: 48}}
+	read := func(b []byte, n int) ([]shiftEntry, error) {
+		got := make([]shiftEntry, n)
+		return got, readRefTab(bytes.NewReader(b), got)
+	}
+	b := appendRefTab(nil, tab)
+	if b[0] == 0 {
+		t.Fatal("a small map was written as varint pairs")
+	}
+	if got, err := read(b, len(tab)); err != nil || !slices.Equal(got, tab) {
+		t.Fatalf("round trip: %v, %v", got, err)
+	}
+	// A shift change of 2^47 does not fit the coder: varint pairs.
+	far := []shiftEntry{{start: 0x1000, shift: 0}, {start: 0x2000, shift: 1 << 47}}
+	if fb := appendRefTab(nil, far); fb[0] != 0 {
+		t.Errorf("a shift change of 2^47 was coded")
+	} else if got, err := read(fb, len(far)); err != nil || !slices.Equal(got, far) {
+		t.Errorf("varint fallback round trip: %v, %v", got, err)
+	}
+
+	n, k := binary.Uvarint(b)
+	coded := b[k:]
+	for _, tt := range []struct {
+		name    string
+		b       []byte
+		corrupt bool // ErrCorrupt; else the reader's own error
+	}{
+		// 32 bytes a range plus 8 is the bound, checked before decoding.
+		{"coded length above its bound", binary.AppendUvarint(nil, uint64(len(tab))*32+9), true},
+		// Bytes past the implied zeros stay unread.
+		{"bytes left unread", append(binary.AppendUvarint(nil, n+4), append(bytes.Clone(coded), 1, 2, 3, 4)...), true},
+		{"truncated", append(binary.AppendUvarint(nil, n), coded[:len(coded)-1]...), false},
+	} {
+		_, err := read(tt.b, len(tab))
+		if err == nil || tt.corrupt != errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err %v (want ErrCorrupt: %v)", tt.name, err, tt.corrupt)
+		}
 	}
 }
