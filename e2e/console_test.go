@@ -13,9 +13,9 @@ func TestParseMarker(t *testing.T) {
 		want Marker
 		ok   bool
 	}{
-		{"UPKIT-E2E boot release=1.0.0 slot=A root=/dev/nvme0n1p2 tpm=yes stick=no uptime=3.96",
-			Marker{Event: "boot", Text: "release=1.0.0 slot=A root=/dev/nvme0n1p2 tpm=yes stick=no uptime=3.96",
-				Fields: map[string]string{"release": "1.0.0", "slot": "A", "root": "/dev/nvme0n1p2", "tpm": "yes", "stick": "no", "uptime": "3.96"}}, true},
+		{"UPKIT-E2E boot release=1.0.0 slot=A root=/dev/vda2 tpm=yes stick=no uptime=3.96",
+			Marker{Event: "boot", Text: "release=1.0.0 slot=A root=/dev/vda2 tpm=yes stick=no uptime=3.96",
+				Fields: map[string]string{"release": "1.0.0", "slot": "A", "root": "/dev/vda2", "tpm": "yes", "stick": "no", "uptime": "3.96"}}, true},
 		// GRUB clears the screen on the same line, OVMF sets modes.
 		{"\x1b[0m\x1b[37m\x1b[40m\x1b[H\x1b[J\x1b[1;1HUPKIT-E2E grub-start env=(hd0,gpt1)/EFI/BOOT/grubenv\r",
 			Marker{Event: "grub-start", Text: "env=(hd0,gpt1)/EFI/BOOT/grubenv",
@@ -113,7 +113,7 @@ func TestAgentPhase(t *testing.T) {
 	}
 }
 
-func TestNVMeStall(t *testing.T) {
+func TestDiskTrouble(t *testing.T) {
 	for _, tt := range []struct {
 		lines []Line
 		want  string
@@ -124,9 +124,11 @@ func TestNVMeStall(t *testing.T) {
 			"nvme nvme0: I/O 635 (I/O Cmd) QID 1 timeout, aborting"},
 		{[]Line{{Text: "x"}, {Text: "problem: kmsg: [   64.708370] nvme nvme0: I/O 192 QID 1 timeout, reset controller"}},
 			"nvme nvme0: I/O 192 QID 1 timeout, reset controller"},
+		{[]Line{{Text: "problem: kmsg: [    9.1] I/O error, dev vda, sector 133120 op 0x0:(READ) flags 0x80700"}},
+			"I/O error, dev vda, sector 133120 op 0x0:(READ) flags 0x80700"},
 	} {
-		if got := nvmeStall(tt.lines); got != tt.want {
-			t.Errorf("nvmeStall(%v) = %q, want %q", tt.lines, got, tt.want)
+		if got := diskTrouble(tt.lines); got != tt.want {
+			t.Errorf("diskTrouble(%v) = %q, want %q", tt.lines, got, tt.want)
 		}
 	}
 }

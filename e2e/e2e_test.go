@@ -285,13 +285,13 @@ func TestGRUBBoot(t *testing.T) {
 	m := s.start(d)
 	b := s.waitBoot(m)
 	s.expectBoot(b, "grub", "A", "1.0.0")
-	if b.Root != "/dev/nvme0n1p2" || !b.TPM || !b.Stick {
-		s.Fatalf("root %s, TPM %v, stick %v; want /dev/nvme0n1p2 (rootfs-a), a TPM and the stick", b.Root, b.TPM, b.Stick)
+	if b.Root != "/dev/vda2" || !b.TPM || !b.Stick {
+		s.Fatalf("root %s, TPM %v, stick %v; want /dev/vda2 (rootfs-a), a TPM and the stick", b.Root, b.TPM, b.Stick)
 	}
 	checks := []struct{ cmd, want string }{
 		{"cat /mnt/stick/oci-layout", ociLayout},
 		{"cat /sys/class/tpm/tpm0/tpm_version_major", "2"},
-		{"readlink /dev/disk/by-partlabel/rootfs-b", "/dev/nvme0n1p3"},
+		{"readlink /dev/disk/by-partlabel/rootfs-b", "/dev/vda3"},
 		{"grep -c ' /boot/efi vfat rw' /proc/mounts", "1"},
 		// What the agent will write: the grubenv's folder on the ESP, and /data.
 		{"echo x >/boot/efi/EFI/BOOT/probe && cat /boot/efi/EFI/BOOT/probe && rm /boot/efi/EFI/BOOT/probe", "x"},
