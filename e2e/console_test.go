@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -177,4 +180,40 @@ func FuzzParseMarker(f *testing.F) {
 			t.Fatalf("text of %d bytes", len(m.Text))
 		}
 	})
+}
+
+func TestAgentSummary(t *testing.T) {
+	for _, tt := range []struct {
+		b    Boot
+		want string
+	}{
+		{Boot{AgentRC: -1}, ""},
+		{Boot{AgentRC: 0}, "; the agent exited 0"},
+		{Boot{AgentRC: 1, Problems: "esp", AgentLog: []string{"a", "b", "c", "d", "error: x"}},
+			"; init's problems: esp; the agent exited 1 after: b | c | d | error: x"},
+	} {
+		if got := tt.b.agentSummary(); got != tt.want {
+			t.Errorf("agentSummary(%+v) = %q, want %q", tt.b, got, tt.want)
+		}
+	}
+}
+
+func TestTailFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "console.log")
+	if got := tailFile(path, 3); !strings.Contains(got, "no such file") {
+		t.Errorf("tailFile of a missing file = %q, want the error", got)
+	}
+	var b strings.Builder
+	for i := 1; i <= 10; i++ {
+		fmt.Fprintf(&b, "line %d\n", i)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tailFile(path, 3), "line 8\nline 9\nline 10"; got != want {
+		t.Errorf("tailFile(3) = %q, want %q", got, want)
+	}
+	if got := tailFile(path, 50); !strings.HasPrefix(got, "line 1\n") {
+		t.Errorf("tailFile(50) = %q, want all 10 lines", got)
+	}
 }

@@ -497,6 +497,23 @@ type Boot struct {
 // Total is the time from power on or reset to the init being ready.
 func (b Boot) Total() time.Duration { return b.ReadyAt - b.Begin }
 
+// agentSummary is what a failure message says of the boot beyond its
+// slot: the problems init reported and the agent's exit status and last
+// lines ("" when there is nothing to say).
+func (b Boot) agentSummary() string {
+	var out strings.Builder
+	if b.Problems != "" {
+		fmt.Fprintf(&out, "; init's problems: %s", b.Problems)
+	}
+	if b.AgentRC >= 0 {
+		fmt.Fprintf(&out, "; the agent exited %d", b.AgentRC)
+		if n := len(b.AgentLog); n > 0 {
+			fmt.Fprintf(&out, " after: %s", strings.Join(b.AgentLog[max(0, n-4):], " | "))
+		}
+	}
+	return out.String()
+}
+
 // Timings shows the time per phase of the boot: the firmware until the
 // boot script starts, the bootloader until the kernel starts (choosing
 // the slot, loading the kernel), the kernel until init, init until ready.
