@@ -479,8 +479,8 @@ type Boot struct {
 	TPM, Stick          bool
 	Problems            string
 	// DisksWaitMS is how long init waited for the kernel to find the
-	// disk's partitions and the stick (the kernel probes disks in the
-	// background), in 100 ms steps.
+	// disk's partitions, the stick and the TPM (the kernel probes them in
+	// the background), in 100 ms steps.
 	DisksWaitMS int
 	// AgentRC is the exit status of `upkit-agent boot` on this boot (-1
 	// when the image has no agent); AgentLog its lines, without the
