@@ -13,7 +13,7 @@
 # What it makes, in $UPKIT_E2E_CACHE/img-KEY/ (default ~/.cache/upkit/e2e), where KEY is
 # a hash of every input (this script, e2e/guest, e2e/grub, e2e/uboot, contrib/grub and
 # contrib/u-boot, the kernel .deb, the versions of the Debian packages used, the overlay):
-#   disk.img                  the NVMe disk, GPT: esp, rootfs-a (release 1.0.0), rootfs-b
+#   disk.img                  the system disk (virtio-blk), GPT: esp, rootfs-a (release 1.0.0), rootfs-b
 #                             (empty), data (empty ext4). Layout in layout.txt.
 #   rootfs-RELEASE.ext4       one rootfs image per release (see RELEASES below)
 #   bootflash.img             U-Boot's IDE disk: MBR, one FAT partition with boot.scr
@@ -30,8 +30,9 @@
 #
 # The kernel comes from Debian's linux-image-cloud-amd64: its .deb is fetched with
 # `apt-get download` into the cache (no install: that would run update-initramfs) and
-# unpacked with dpkg-deb -x. Debian 12's cloud kernel has NVMe, ext4, GPT and the TPM
-# drivers built in; vfat is a module, copied into each rootfs for the ESP.
+# unpacked with dpkg-deb -x. Debian 12's cloud kernel has ext4, GPT and the TPM drivers
+# built in; virtio-blk is a module, loaded by the initramfs, and so is vfat, copied into
+# each rootfs for the ESP.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -183,10 +184,24 @@ kver=${vmlinuz##*/vmlinuz-}
 mods=$work/kernel/lib/modules/$kver/kernel
 
 # --- one rootfs per release ----------------------------------------------------
-# An initrd with no /init: the kernel unpacks it and mounts root= itself. The
-# contrib GRUB script always loads one.
-mkdir -p "$work/initrd"
-(cd "$work/initrd" && echo . | "$BUSYBOX" cpio -o -H newc 2>/dev/null) >"$work/initrd.img"
+# The initramfs: busybox, the virtio-blk modules (virtio_blk and what it needs
+# are modules of the cloud kernel) and e2e/guest/initramfs-init as /init, which
+# loads them, mounts root= and hands over to the rootfs's /sbin/init. Its files
+# get fixed times and owners, so the same inputs give the same image.
+ird=$work/initrd
+mkdir -p "$ird"/{bin,dev,proc,sys,newroot,lib/modules/$kver}
+cp "$BUSYBOX" "$ird/bin/busybox"
+for a in sh mount umount insmod switch_root sleep cat findfs mkdir echo; do
+	ln -s busybox "$ird/bin/$a"
+done
+cp "$here/guest/initramfs-init" "$ird/init"
+chmod 0755 "$ird/init"
+for m in virtio/virtio virtio/virtio_ring virtio/virtio_pci_legacy_dev virtio/virtio_pci_modern_dev \
+	virtio/virtio_pci block/virtio_blk; do
+	cp "$mods/drivers/$m.ko" "$ird/lib/modules/$kver/"
+done
+find "$ird" -exec touch -h -d @0 {} +
+(cd "$ird" && find . | LC_ALL=C sort | "$BUSYBOX" cpio -o -H newc -R 0:0 2>/dev/null) | gzip -9n >"$work/initrd.img"
 applets=$("$BUSYBOX" --list)
 mkroot() { # NAME VERSION HEALTH INIT
 	local r=$work/root-$1

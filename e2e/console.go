@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"io"
+	"os"
 	"regexp"
 	"strings"
 )
@@ -113,4 +115,24 @@ func splitWords(s string) []string {
 		words = append(words, s[start:])
 	}
 	return words
+}
+
+// tailFile returns the last n lines of the file at path (of its last
+// 256 KiB), or why it cannot.
+func tailFile(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	const most = 256 << 10
+	if fi, err := f.Stat(); err == nil && fi.Size() > most {
+		f.Seek(fi.Size()-most, io.SeekStart)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, most))
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -13,9 +16,9 @@ func TestParseMarker(t *testing.T) {
 		want Marker
 		ok   bool
 	}{
-		{"UPKIT-E2E boot release=1.0.0 slot=A root=/dev/nvme0n1p2 tpm=yes stick=no uptime=3.96",
-			Marker{Event: "boot", Text: "release=1.0.0 slot=A root=/dev/nvme0n1p2 tpm=yes stick=no uptime=3.96",
-				Fields: map[string]string{"release": "1.0.0", "slot": "A", "root": "/dev/nvme0n1p2", "tpm": "yes", "stick": "no", "uptime": "3.96"}}, true},
+		{"UPKIT-E2E boot release=1.0.0 slot=A root=/dev/vda2 tpm=yes stick=no uptime=3.96",
+			Marker{Event: "boot", Text: "release=1.0.0 slot=A root=/dev/vda2 tpm=yes stick=no uptime=3.96",
+				Fields: map[string]string{"release": "1.0.0", "slot": "A", "root": "/dev/vda2", "tpm": "yes", "stick": "no", "uptime": "3.96"}}, true},
 		// GRUB clears the screen on the same line, OVMF sets modes.
 		{"\x1b[0m\x1b[37m\x1b[40m\x1b[H\x1b[J\x1b[1;1HUPKIT-E2E grub-start env=(hd0,gpt1)/EFI/BOOT/grubenv\r",
 			Marker{Event: "grub-start", Text: "env=(hd0,gpt1)/EFI/BOOT/grubenv",
@@ -113,7 +116,7 @@ func TestAgentPhase(t *testing.T) {
 	}
 }
 
-func TestNVMeStall(t *testing.T) {
+func TestDiskTrouble(t *testing.T) {
 	for _, tt := range []struct {
 		lines []Line
 		want  string
@@ -124,9 +127,11 @@ func TestNVMeStall(t *testing.T) {
 			"nvme nvme0: I/O 635 (I/O Cmd) QID 1 timeout, aborting"},
 		{[]Line{{Text: "x"}, {Text: "problem: kmsg: [   64.708370] nvme nvme0: I/O 192 QID 1 timeout, reset controller"}},
 			"nvme nvme0: I/O 192 QID 1 timeout, reset controller"},
+		{[]Line{{Text: "problem: kmsg: [    9.1] I/O error, dev vda, sector 133120 op 0x0:(READ) flags 0x80700"}},
+			"I/O error, dev vda, sector 133120 op 0x0:(READ) flags 0x80700"},
 	} {
-		if got := nvmeStall(tt.lines); got != tt.want {
-			t.Errorf("nvmeStall(%v) = %q, want %q", tt.lines, got, tt.want)
+		if got := diskTrouble(tt.lines); got != tt.want {
+			t.Errorf("diskTrouble(%v) = %q, want %q", tt.lines, got, tt.want)
 		}
 	}
 }
@@ -175,4 +180,40 @@ func FuzzParseMarker(f *testing.F) {
 			t.Fatalf("text of %d bytes", len(m.Text))
 		}
 	})
+}
+
+func TestAgentSummary(t *testing.T) {
+	for _, tt := range []struct {
+		b    Boot
+		want string
+	}{
+		{Boot{AgentRC: -1}, ""},
+		{Boot{AgentRC: 0}, "; the agent exited 0"},
+		{Boot{AgentRC: 1, Problems: "esp", AgentLog: []string{"a", "b", "c", "d", "error: x"}},
+			"; init's problems: esp; the agent exited 1 after: b | c | d | error: x"},
+	} {
+		if got := tt.b.agentSummary(); got != tt.want {
+			t.Errorf("agentSummary(%+v) = %q, want %q", tt.b, got, tt.want)
+		}
+	}
+}
+
+func TestTailFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "console.log")
+	if got := tailFile(path, 3); !strings.Contains(got, "no such file") {
+		t.Errorf("tailFile of a missing file = %q, want the error", got)
+	}
+	var b strings.Builder
+	for i := 1; i <= 10; i++ {
+		fmt.Fprintf(&b, "line %d\n", i)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tailFile(path, 3), "line 8\nline 9\nline 10"; got != want {
+		t.Errorf("tailFile(3) = %q, want %q", got, want)
+	}
+	if got := tailFile(path, 50); !strings.HasPrefix(got, "line 1\n") {
+		t.Errorf("tailFile(50) = %q, want all 10 lines", got)
+	}
 }

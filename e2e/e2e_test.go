@@ -174,8 +174,18 @@ func (s *scenario) newDevice(fw Firmware) *Device {
 		d.Console = os.Stdout
 	}
 	s.Logf("device %s in %s; console: %s", fw, dir, d.ConsoleLog)
+	// A failed scenario's log carries the end of each device's console
+	// (the folder is removed unless -e2e.keep): what CI shows is enough to
+	// see what the device did. Cleanups run last first: the machine is
+	// stopped by then.
+	s.Cleanup(func() {
+		if s.Failed() {
+			s.Logf("the end of %s:\n%s", d.ConsoleLog, tailFile(d.ConsoleLog, 100))
+		}
+	})
 	return d
 }
+
 
 // start powers the device on; the machine is stopped when the test ends.
 func (s *scenario) start(d *Device) *Machine {
@@ -222,8 +232,8 @@ func (s *scenario) powerOff(m *Machine) {
 func (s *scenario) expectBoot(b Boot, loader, slot, release string) {
 	s.Helper()
 	if b.Loader != loader || b.Slot != slot || b.Release != release || b.Tries[len(b.Tries)-1] != slot {
-		s.Fatalf("booted %s slot %s (kernel command line) via %s, which chose %v; want %s slot %s via %s",
-			b.Release, b.Slot, loader, b.Tries, release, slot, loader)
+		s.Fatalf("booted %s slot %s (kernel command line) via %s, which chose %v; want %s slot %s via %s%s",
+			b.Release, b.Slot, loader, b.Tries, release, slot, loader, b.agentSummary())
 	}
 	if b.Problems != "" {
 		s.Fatalf("the device booted with problems: %s", b.Problems)
@@ -285,13 +295,13 @@ func TestGRUBBoot(t *testing.T) {
 	m := s.start(d)
 	b := s.waitBoot(m)
 	s.expectBoot(b, "grub", "A", "1.0.0")
-	if b.Root != "/dev/nvme0n1p2" || !b.TPM || !b.Stick {
-		s.Fatalf("root %s, TPM %v, stick %v; want /dev/nvme0n1p2 (rootfs-a), a TPM and the stick", b.Root, b.TPM, b.Stick)
+	if b.Root != "/dev/vda2" || !b.TPM || !b.Stick {
+		s.Fatalf("root %s, TPM %v, stick %v; want /dev/vda2 (rootfs-a), a TPM and the stick", b.Root, b.TPM, b.Stick)
 	}
 	checks := []struct{ cmd, want string }{
 		{"cat /mnt/stick/oci-layout", ociLayout},
 		{"cat /sys/class/tpm/tpm0/tpm_version_major", "2"},
-		{"readlink /dev/disk/by-partlabel/rootfs-b", "/dev/nvme0n1p3"},
+		{"readlink /dev/disk/by-partlabel/rootfs-b", "/dev/vda3"},
 		{"grep -c ' /boot/efi vfat rw' /proc/mounts", "1"},
 		// What the agent will write: the grubenv's folder on the ESP, and /data.
 		{"echo x >/boot/efi/EFI/BOOT/probe && cat /boot/efi/EFI/BOOT/probe && rm /boot/efi/EFI/BOOT/probe", "x"},
