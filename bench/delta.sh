@@ -43,6 +43,10 @@ log "building upkit and deltabench"
 # deltabench without cgo, as device firmware is built (bench/device-size.sh):
 # with cgo, crypto/x509's import of net links libc, 1.3 MB more resident.
 (cd "$ROOT" && go build -o "$WORK/upkit" ./cmd/upkit && CGO_ENABLED=0 go build -o "$WORK/deltabench" ./bench/deltabench)
+# Written back, as an installed binary is: the page cache cannot evict the
+# dirty folios of a file the linker has just written, and upkit delta apply
+# starts by evicting its binary's (ReleaseExecutablePages).
+sync "$WORK/upkit" "$WORK/deltabench"
 
 # anchors.sh builds its pairs through the corpus.sh beside it, and finds the
 # HDiffPatch and Zucchini binaries in bin/ beside it: a folder of links to
@@ -198,12 +202,17 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   or page-cache folio at each page fault, and the runtime's start-up and the
   init functions touch the text, rodata and pclntab all over, so 10 to 14 MB
   of the binary are resident before main runs (9.7 MB with a cold page cache,
-  all of it when the binary was just written, as here). \`upkit delta
+  all of it when the binary was just written). \`upkit delta
   apply\` therefore lets those pages go before it allocates its models
-  (internal/cliutil.ReleaseExecutablePages: MADV_DONTNEED on its read-only
-  mappings, then POSIX_FADV_DONTNEED on its file, so that what it still
-  needs faults back a page at a time); what remains above the library's
-  figure is the code it runs, libc and the CLI's own heap. The "upkit-lib"
+  (internal/cliutil.ReleaseExecutablePages: MADV_PAGEOUT on its read-only
+  mappings, which unmaps and evicts their page-cache folios, then
+  MADV_DONTNEED and POSIX_FADV_DONTNEED for what is left, so that what it
+  still needs faults back a page at a time: this kernel maps a whole
+  large folio, up to 2 MiB, at a fault, so a folio that is only unmapped
+  comes back entire); what remains above the library's figure is the
+  code it runs (about 2.5 MiB of text and rodata), libc and the loader
+  (1.4 MiB: the CLI links cgo for PKCS#11) and the runtime's own
+  structures. The "upkit-lib"
   rows (deltabench built without cgo, as firmware is) are the figure for a
   device.
 * **Apply time** (CPU profile of esbuild-x64-jump's apply, 4.9 s of
