@@ -186,7 +186,6 @@ func (s *scenario) newDevice(fw Firmware) *Device {
 	return d
 }
 
-
 // start powers the device on; the machine is stopped when the test ends.
 func (s *scenario) start(d *Device) *Machine {
 	s.Helper()
