@@ -196,9 +196,12 @@ for a in sh mount umount insmod switch_root sleep cat findfs mkdir echo; do
 done
 cp "$here/guest/initramfs-init" "$ird/init"
 chmod 0755 "$ird/init"
-for m in virtio/virtio virtio/virtio_ring virtio/virtio_pci_legacy_dev virtio/virtio_pci_modern_dev \
+# In dependency order (each module's modinfo depends=): /init loads them as
+# listed in load-order.
+for m in virtio/virtio_ring virtio/virtio virtio/virtio_pci_legacy_dev virtio/virtio_pci_modern_dev \
 	virtio/virtio_pci block/virtio_blk; do
 	cp "$mods/drivers/$m.ko" "$ird/lib/modules/$kver/"
+	echo "${m##*/}" >>"$ird/lib/modules/$kver/load-order"
 done
 find "$ird" -exec touch -h -d @0 {} +
 (cd "$ird" && find . | LC_ALL=C sort | "$BUSYBOX" cpio -o -H newc -R 0:0 2>/dev/null) | gzip -9n >"$work/initrd.img"
