@@ -92,4 +92,13 @@ func TestReleaseExecutablePagesExternalLink(t *testing.T) {
 		t.Fatalf("the program failed after releasing its pages: %v\n%s", err, out)
 	}
 	t.Logf("%s", bytes.TrimSpace(out))
+	// The shared libraries' read-only pages (libc, the loader) are
+	// unmapped too.
+	var n, before, after int
+	if _, err := fmt.Sscanf(string(out), "released %d; libraries %d %d;", &n, &before, &after); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if before == 0 || after >= before {
+		t.Fatalf("the shared libraries' resident pages did not drop: %d -> %d KiB", before, after)
+	}
 }
