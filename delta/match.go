@@ -10,6 +10,58 @@ import (
 type matcher struct {
 	old []byte
 	sa  []int32
+	// first indexes sa by the first width bytes of each suffix (a suffix
+	// shorter than that read as if padded with zero bytes, which keeps it
+	// in its place: just before the longer suffixes it is a prefix of):
+	// the suffixes whose key is k are sa[first[k]:first[k+1]]. A search
+	// for a pattern of width bytes or more starts at that range rather
+	// than at the whole array, which saves its first 16 to 24 probes,
+	// the same answers without their cache misses.
+	first []int32
+	width int
+}
+
+// newMatcher indexes old's suffix array sa by the leading bytes of each
+// suffix.
+func newMatcher(old []byte, sa []int32) *matcher {
+	return newMatcherWidth(old, sa, 2)
+}
+
+// newMatcherWidth indexes sa by the first w bytes (2 or 3) of each suffix.
+// Two it is: three (a 64 MiB table) saves half the probes that two leave,
+// but adds a cache miss of its own and made esbuild-x64-jump's create
+// 3% faster for 126 MB more memory (create 12.6 s with no index, 10.5 s
+// with two bytes).
+func newMatcherWidth(old []byte, sa []int32, w int) *matcher {
+	m := &matcher{old: old, sa: sa, width: w}
+	n := len(old)
+	m.first = make([]int32, 1<<(8*w)+1)
+	count := m.first[1:] // count[k] suffixes have key k, turned into starts below
+	i := 0
+	if w == 3 {
+		for ; i+2 < n; i++ {
+			count[int(old[i])<<16|int(old[i+1])<<8|int(old[i+2])]++
+		}
+	} else {
+		for ; i+1 < n; i++ {
+			count[int(old[i])<<8|int(old[i+1])]++
+		}
+	}
+	for ; i < n; i++ { // the short suffixes, padded
+		k := 0
+		for j := 0; j < w; j++ {
+			k <<= 8
+			if i+j < n {
+				k |= int(old[i+j])
+			}
+		}
+		count[k]++
+	}
+	// first[k+1] = first[k] + count[k]; count aliases first[1:].
+	for k := 1; k < len(m.first); k++ {
+		m.first[k] += m.first[k-1]
+	}
+	return m
 }
 
 // longest returns the position in old and the length of the longest prefix
@@ -18,6 +70,22 @@ type matcher struct {
 func (m *matcher) longest(p []byte) (pos, n int) {
 	lo, hi := -1, len(m.sa) // sa[lo] < p <= sa[hi]
 	llcp, hlcp := 0, 0
+	if len(p) >= m.width && len(m.old) > 0 {
+		// Every suffix before the range of p's key is below p, every
+		// one after it above: start the search at its bounds, with
+		// their exact common prefixes with p (under width bytes).
+		k := 0
+		for _, c := range p[:m.width] {
+			k = k<<8 | int(c)
+		}
+		lo, hi = int(m.first[k])-1, int(m.first[k+1])
+		if lo >= 0 {
+			llcp = commonPrefix(m.old[m.sa[lo]:], p)
+		}
+		if hi < len(m.sa) {
+			hlcp = commonPrefix(m.old[m.sa[hi]:], p)
+		}
+	}
 	for hi-lo > 1 {
 		mid := int(uint(lo+hi) >> 1)
 		s := m.old[m.sa[mid]:]
@@ -39,6 +107,17 @@ func (m *matcher) longest(p []byte) (pos, n int) {
 		return int(m.sa[hi]), hlcp
 	}
 	return 0, 0
+}
+
+// commonPrefix is the length of the longest common prefix of a and b.
+func commonPrefix(a, b []byte) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
 }
 
 // emitFunc receives one operation: add addLen bytes of old from oldPos
@@ -67,7 +146,7 @@ func diff(ctx context.Context, old, new []byte, emit emitFunc) error {
 	var m *matcher
 	select {
 	case sa := <-saDone:
-		m = &matcher{old: old, sa: sa}
+		m = newMatcher(old, sa)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
