@@ -65,8 +65,9 @@ func (o *Options) withDefaults() (Options, error) {
 // Memory: besides old and new, the suffix array of old (4 bytes per byte)
 // and the models (Header.MaxApplyMemory's share) while matching, plus the
 // patch itself, which is written to w in one piece at the end (its length
-// is in the header). The diff coding runs on a second goroutine
-// beside the matching.
+// is in the header). CPUs: a new image of 1 MiB or more is matched in
+// two halves on two goroutines, and the diff coding runs on a second
+// goroutine beside the cutting into blocks; neither changes the output.
 // ctx is checked periodically; a cancelled Create returns ctx.Err() and
 // writes nothing. Errors wrap ErrOptions (invalid Options) or ErrTooLarge,
 // or are ctx's or w's.

@@ -131,6 +131,11 @@ type emitFunc func(oldPos, addLen, copyLen int) error
 // then extend each alignment forwards and backwards approximately while at
 // least half of the bytes agree, so that code whose pointers moved becomes
 // long "add" runs whose diff bytes are mostly zero.
+//
+// A new image of splitMin bytes or more is matched in two halves at once,
+// on two goroutines (the suffix array is shared, read-only): the halves'
+// operations are emitted in order, so the output does not depend on the
+// scheduling or on the number of CPUs, only on where the halves meet.
 func diff(ctx context.Context, old, new []byte, emit emitFunc) error {
 	if len(new) == 0 {
 		return nil
@@ -150,9 +155,60 @@ func diff(ctx context.Context, old, new []byte, emit emitFunc) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	n, nn := len(old), len(new)
-	scan, length, pos := 0, 0, 0
-	lastScan, lastPos, lastOffset := 0, 0, 0
+	if len(new) < splitMin {
+		return scanRange(ctx, m, new, 0, len(new), emit)
+	}
+	// The second half's operations wait in a slice while the first
+	// half's go out.
+	half := len(new) / 2
+	type result struct {
+		ops []op
+		err error
+	}
+	second := make(chan result, 1)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		var ops []op
+		err := scanRange(sctx, m, new, half, len(new), func(a, b, c int) error {
+			ops = append(ops, op{a, b, c})
+			return nil
+		})
+		second <- result{ops, err}
+	}()
+	if err := scanRange(ctx, m, new, 0, half, emit); err != nil {
+		cancel()
+		<-second
+		return err
+	}
+	r := <-second
+	if r.err != nil {
+		return r.err
+	}
+	for _, o := range r.ops {
+		if err := emit(o.oldPos, o.add, o.copy); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// splitMin is the size of new from which diff matches its two halves
+// concurrently. Where they meet, the first half's alignment is not
+// carried over, which costs a few bytes of patch (esbuild-x64-jump +35,
+// esbuild-arm64-jump -1) for the matching's wall time nearly halved on
+// two CPUs (their create 11.5 s -> 9.3 s and 11.9 s -> 9.6 s; CPU time
+// unchanged). Two halves, not one per CPU: the output must not depend on
+// the machine.
+const splitMin = 1 << 20
+
+// scanRange emits the operations that cover new[from:to], matching
+// new[scan:to] against old through m at each position scan.
+func scanRange(ctx context.Context, m *matcher, new []byte, from, to int, emit emitFunc) error {
+	old := m.old
+	n, nn := len(old), to
+	scan, length, pos := from, 0, 0
+	lastScan, lastPos, lastOffset := from, min(from, n), 0
 	iter := 0
 	for scan < nn {
 		oldScore := 0
@@ -164,7 +220,7 @@ func diff(ctx context.Context, old, new []byte, emit emitFunc) error {
 					return err
 				}
 			}
-			pos, length = m.longest(new[scan:])
+			pos, length = m.longest(new[scan:nn])
 			for ; scsc < scan+length; scsc++ {
 				if o := scsc + lastOffset; o >= 0 && o < n && old[o] == new[scsc] {
 					oldScore++

@@ -1,7 +1,10 @@
 package delta
 
 import (
+	"bytes"
+	"context"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -50,4 +53,43 @@ func TestMatcherLongest(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDiffHalves checks the matching of a new image large enough to be
+// matched in two halves at once: the patch applies (the halves'
+// operations cover new exactly once, in order, a match that runs across
+// the middle included), and it is the same bytes with one CPU as with
+// several, since only where the halves meet decides the output.
+func TestDiffHalves(t *testing.T) {
+	old := codeLike(21, splitMin+300<<10)
+	// An insertion in the first quarter: an unchanged run of old spans
+	// the middle of new, where the halves meet.
+	new := shiftPointers(old, 0x40, len(old)/4, gen(22, 5000))
+	if len(new) < splitMin {
+		t.Fatalf("new is %d bytes, under splitMin %d: the test proves nothing", len(new), splitMin)
+	}
+	var ops []op
+	if err := diff(context.Background(), old, new, func(a, b, c int) error { ops = append(ops, op{a, b, c}); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	covered := 0
+	for _, o := range ops {
+		if o.oldPos < 0 || o.add < 0 || o.copy < 0 || o.oldPos+o.add > len(old) {
+			t.Fatalf("operation %+v out of bounds (old %d bytes)", o, len(old))
+		}
+		covered += o.add + o.copy
+	}
+	if covered != len(new) {
+		t.Fatalf("operations cover %d bytes of new's %d", covered, len(new))
+	}
+	patch := createPatch(t, old, new, nil)
+	got, _, err := applyPatch(old, patch)
+	if err != nil || !bytes.Equal(got, new) {
+		t.Fatalf("Apply: %v (output %d bytes, want %d)", err, len(got), len(new))
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	if one := createPatch(t, old, new, nil); !bytes.Equal(one, patch) {
+		t.Fatalf("the patch made with one CPU differs: %d bytes, %d with %d", len(one), len(patch), runtime.NumCPU())
+	}
+	t.Logf("%d -> %d bytes: %d operations, patch %d bytes", len(old), len(new), len(ops), len(patch))
 }
