@@ -81,17 +81,23 @@ if [ -n "${BENCH_FROM_TSV:-}" ]; then
   read -r TSV1 TSV2 <<<"$BENCH_FROM_TSV"
   echo "Tools and load: see the run of $TSV1 (page rebuilt from its TSVs)." > "$WORK/anchors.md"
 else
+# Each apply of upkit starts cold, as on a device after a boot: the
+# binary's pages are dropped from the page cache first (dd iflag=nocache;
+# /usr/bin/time's peak RSS is the largest process of the command's).
+# Warm, the page cache may hold the binary in large folios that a fault
+# maps whole (see the notes). bench/cli-rss.sh measures the CLI alone.
+cold() { printf "dd if='%s' iflag=nocache count=0 status=none;" "$1"; }
 # shellcheck disable=SC2016  # "$1".."$3" are expanded by anchors.sh's bash -c
 BENCH_EXTRA_NAME=upkit \
 BENCH_EXTRA_CREATE="'$WORK/upkit' delta create --from \"\$1\" --to \"\$2\" -o \"\$3\"" \
-BENCH_EXTRA_APPLY="'$WORK/upkit' delta apply --from \"\$1\" -o \"\$3\" \"\$2\"" \
+BENCH_EXTRA_APPLY="$(cold "$WORK/upkit") '$WORK/upkit' delta apply --from \"\$1\" -o \"\$3\" \"\$2\"" \
 BENCH_TOOLS="${BENCH_TOOLS:-bsdiff xdelta3-9 xdelta3-9-djw zstd-19-patch zstd-3-patch zstd-19-alone xz-9e-alone hdiffpatch zucchini-xz} extra" \
 BENCH_TSV=$TSV1 bash "$SHIM/anchors.sh" "$@" > "$WORK/anchors.md"
 
 # shellcheck disable=SC2016
 BENCH_EXTRA_NAME=upkit-lib \
 BENCH_EXTRA_CREATE="'$WORK/deltabench' create \"\$1\" \"\$2\" \"\$3\"" \
-BENCH_EXTRA_APPLY="'$WORK/deltabench' apply \"\$1\" \"\$2\" \"\$3\"" \
+BENCH_EXTRA_APPLY="$(cold "$WORK/deltabench") '$WORK/deltabench' apply \"\$1\" \"\$2\" \"\$3\"" \
 BENCH_TOOLS=extra BENCH_TSV=$TSV2 bash "$SHIM/anchors.sh" "$@" > /dev/null
 fi
 
@@ -112,12 +118,16 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "Machine: $CPU, $(nproc) cores (nproc), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM."
   echo "Raw rows: \`$CACHE/results/delta-$STAMP.tsv\`."
   echo
-  echo "Every tool ran one at a time, single-threaded, on the same warm page"
-  echo "cache, in one run of ../shared/bench/anchors.sh (its header line below);"
+  echo "Every tool ran one at a time, single-threaded (but upkit's create, which"
+  echo "matches the two halves of a new image of 1 MiB or more on two CPUs: compare"
+  echo "its CPU seconds too), on the same warm page cache of the images, in one run"
+  echo "of ../shared/bench/anchors.sh (its header line below);"
   echo "\`upkit-lib\` is the same code through bench/deltabench, a binary"
   echo "linking only the delta package (what device firmware links), measured right"
-  echo "after. Wall times depend on the machine's load (printed below); CPU"
-  echo "seconds (user+sys) are steadier. Peak memory is max RSS from /usr/bin/time."
+  echo "after. Both upkit binaries apply started cold, their own pages dropped from"
+  echo "the page cache first, as on a device after a boot. Wall times depend on"
+  echo "the machine's load (printed below); CPU seconds (user+sys) are steadier."
+  echo "Peak memory is max RSS from /usr/bin/time."
   echo
   sed -n 1p "$WORK/anchors.md"
   echo
@@ -204,17 +214,33 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   of the binary are resident before main runs (9.7 MB with a cold page cache,
   all of it when the binary was just written). \`upkit delta
   apply\` therefore lets those pages go before it allocates its models
-  (internal/cliutil.ReleaseExecutablePages: MADV_PAGEOUT on its read-only
-  mappings, which unmaps and evicts their page-cache folios, then
+  (internal/cliutil.ReleaseExecutablePages): MADV_PAGEOUT on the binary's
+  read-only mappings, which unmaps and evicts their page-cache folios, then
   MADV_DONTNEED and POSIX_FADV_DONTNEED for what is left, so that what it
-  still needs faults back a page at a time: this kernel maps a whole
-  large folio, up to 2 MiB, at a fault, so a folio that is only unmapped
-  comes back entire); what remains above the library's figure is the
-  code it runs (about 2.5 MiB of text and rodata), libc and the loader
-  (1.4 MiB: the CLI links cgo for PKCS#11) and the runtime's own
-  structures. The "upkit-lib"
-  rows (deltabench built without cgo, as firmware is) are the figure for a
-  device.
+  still needs faults back a page at a time (this kernel maps a whole large
+  folio, up to 2 MiB, at a fault, so a folio that is only unmapped comes
+  back entire); and MADV_DONTNEED alone on the read-only mappings of libc
+  and the loader (the CLI links cgo for PKCS#11), which held 1.4 MiB: other
+  processes share those, so they are unmapped, not evicted. What remains
+  above the library's figure (sampled at the peak of biome-arm64-patch's
+  apply, /proc/PID/smaps) is the code the apply runs, 2.5 MiB of the
+  binary's text and rodata (the runtime's most: the runtime's own threads
+  fault its pages back in large folios while the release runs), 0.7 MiB of
+  libc and the loader, and the runtime's structures beside the 11 MiB heap
+  of the models and one block. The "upkit-lib" rows (deltabench built
+  without cgo, as firmware is) are the figure for a device. Started warm,
+  with the binary in large folios in the page cache (as the linker leaves
+  it, or earlier runs), the CLI peaks up to 4 MiB higher: bench/cli-rss.sh
+  measures it started cold on every pair, and so does this table.
+* **Create time** (CPU profile of esbuild-x64-jump's create): the matching
+  (a binary search of old's suffix array at each position of new that
+  starts no match, bsdiff's) took half of it, 6.1 of 12.5 s; it starts now
+  from a 256 KiB index of each two-byte prefix's range (12.6 probes a
+  search instead of 23, the same answers) and runs on two CPUs, one per
+  half of new. The rest: the extra-byte model, 3.3 s (as in apply), the
+  two suffix arrays (old, then its view with references as targets),
+  1.7 s each, on one CPU. On the firmware pairs create is 2 to 3 times
+  bsdiff's 0.05 to 0.1 s: the extra-byte model's time, as in apply.
 * **Apply time** (CPU profile of esbuild-x64-jump's apply, 4.9 s of
   samples): the extra-byte model 3.8 s (3.0 MB of extra bytes, 1.3 µs a
   byte; about a third of it is the loads of its hashed buckets and
