@@ -94,7 +94,8 @@ for i in $(seq "$RUNS"); do
 	rm -rf "$work/pull-upkit" "$work/pull-crane"
 	up_pull+=("$(secs "$upkit" pull -q "$addr/bench/upkit-$i:1" -o "$work/pull-upkit")")
 	cr_pull+=("$(secs "$crane" pull --format oci "$addr/bench/crane-$i:1" "$work/pull-crane")")
-	cmp -s "$work/pull-upkit/rootfs.upk" "$rel/rootfs.upk" || { log "upkit pulled different bytes"; exit 1; }
+	# upkit pull names a package COMPONENT-VERSION.upk.
+	cmp -s "$work/pull-upkit/rootfs-1.0.0.upk" "$rel/rootfs.upk" || { log "upkit pulled different bytes"; exit 1; }
 done
 rm -rf "$work/pull-upkit" "$work/pull-crane"
 

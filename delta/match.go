@@ -15,8 +15,8 @@ type matcher struct {
 	// in its place: just before the longer suffixes it is a prefix of):
 	// the suffixes whose key is k are sa[first[k]:first[k+1]]. A search
 	// for a pattern of width bytes or more starts at that range rather
-	// than at the whole array, which saves its first 16 to 24 probes,
-	// the same answers without their cache misses.
+	// than at the whole array: the same answer in about half the probes
+	// (12.6 instead of 23 on esbuild-x64-jump), each a cache miss.
 	first []int32
 	width int
 }
@@ -38,16 +38,12 @@ func newMatcherWidth(old []byte, sa []int32, w int) *matcher {
 	m.first = make([]int32, 1<<(8*w)+1)
 	count := m.first[1:] // count[k] suffixes have key k, turned into starts below
 	i := 0
-	if w == 3 {
-		for ; i+2 < n; i++ {
-			count[int(old[i])<<16|int(old[i+1])<<8|int(old[i+2])]++
-		}
-	} else {
+	if w == 2 {
 		for ; i+1 < n; i++ {
 			count[int(old[i])<<8|int(old[i+1])]++
 		}
 	}
-	for ; i < n; i++ { // the short suffixes, padded
+	for ; i < n; i++ { // the rest: the short suffixes (padded), any width
 		k := 0
 		for j := 0; j < w; j++ {
 			k <<= 8

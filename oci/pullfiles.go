@@ -230,7 +230,12 @@ func writeNew(path string, data []byte) error {
 		return fmt.Errorf("oci: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
+	// CreateTemp makes the file 0600; the envelope is published data,
+	// readable as the files pulled beside it are.
+	err = tmp.Chmod(0o644)
+	if err == nil {
+		_, err = tmp.Write(data)
+	}
 	if err == nil {
 		err = tmp.Sync()
 	}

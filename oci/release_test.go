@@ -122,6 +122,12 @@ func TestPlanAndFetchFiles(t *testing.T) {
 		t.Fatalf("FetchFiles: %v %v", written, err)
 	}
 	sameFile(t, filepath.Join(dst, "rootfs-2.0.0-from-111111111111.delta"), f.files["rootfs.delta"])
+	// The envelope is as readable as the files beside it (it was 0600).
+	if fi, err := os.Stat(written[0]); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o644 {
+		t.Fatalf("release.json has mode %v, want 0644", fi.Mode())
+	}
 }
 
 // TestPlanFilesMCUbootName: an MCUboot image (a file that is its own
