@@ -3,8 +3,10 @@ package cliutil
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -35,9 +37,10 @@ import (
 // which a cgo build maps: 1.4 MiB resident after start-up) are only
 // unmapped, with MADV_DONTNEED: other processes map the same pages, so
 // they are neither paged out nor evicted, and what this process still
-// calls of them faults back in.
+// calls of them faults back in. No other mapping is touched.
 // Writable mappings (data, bss, the heap) are left alone: their contents
-// would be lost. Errors are ignored: this only lowers the resident size.
+// would be lost; so is a read-only one with a page of its own, in memory
+// or in swap (see releasable). Errors are ignored: this only lowers the resident size.
 // It returns the bytes of mappings released.
 func ReleaseExecutablePages() int64 {
 	var st syscall.Stat_t
@@ -50,15 +53,12 @@ func ReleaseExecutablePages() int64 {
 	}
 	var released int64
 	for _, m := range parseSmaps(smaps) {
-		// Readable, not writable, private, of a file (the executable or
-		// a shared library), and with no page of its own (Anonymous: 0):
-		// a RELRO segment (GOT) is read-only but was written by the
-		// loader, and dropping it would undo the relocations.
-		if m.perms[0] != 'r' || m.perms[1] == 'w' || m.perms[3] != 'p' || m.inode == 0 || m.anonKiB != 0 || m.end <= m.start {
+		exe := m.inode == st.Ino && m.dev == devNumbers(st.Dev)
+		if !m.releasable() || !(exe || sharedObject(m.path)) {
 			continue
 		}
 		syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, syscall.MADV_RANDOM)
-		if m.inode == st.Ino {
+		if exe {
 			syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, madvPageout)
 		}
 		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, syscall.MADV_DONTNEED); e == 0 {
@@ -74,6 +74,36 @@ func ReleaseExecutablePages() int64 {
 	return released
 }
 
+// releasable reports whether dropping m's pages loses nothing: readable,
+// not writable, private, of a file, and with no page of its own, neither
+// in memory (Anonymous) nor swapped out (Swap). A RELRO segment (the GOT)
+// is read-only but was written by the loader: its copied pages are
+// anonymous, or in swap once reclaimed, and dropping them would undo the
+// relocations.
+func (m mapping) releasable() bool {
+	return m.end > m.start && len(m.perms) == 4 && m.perms[0] == 'r' && m.perms[1] != 'w' && m.perms[3] == 'p' &&
+		m.inode != 0 && m.anonKiB == 0 && m.swapKiB == 0
+}
+
+// sharedObject reports whether path names an ELF shared library (libc.so.6,
+// ld-linux-x86-64.so.2): the only mappings besides the executable's that
+// ReleaseExecutablePages touches (not, say, a device's or a module's
+// mapping whose pages might not fault back in).
+func sharedObject(path string) bool {
+	if !strings.HasPrefix(path, "/") {
+		return false
+	}
+	base := path[strings.LastIndexByte(path, '/')+1:]
+	return strings.HasSuffix(base, ".so") || strings.Contains(base, ".so.")
+}
+
+// devNumbers is dev as smaps prints it: "fe:00" (major:minor, hex).
+func devNumbers(dev uint64) string {
+	major := (dev>>8)&0xfff | (dev>>32)&^0xfff
+	minor := dev&0xff | (dev>>12)&^0xff
+	return fmt.Sprintf("%02x:%02x", major, minor)
+}
+
 // madvPageout is MADV_PAGEOUT (Linux 5.4), which package syscall lacks.
 const madvPageout = 21
 
@@ -81,8 +111,11 @@ const madvPageout = 21
 type mapping struct {
 	start, end uintptr
 	perms      string // "r-xp"
+	dev        string // "fe:00"
 	inode      uint64
-	anonKiB    int64 // the mapping's private anonymous (copied-on-write) pages
+	path       string
+	anonKiB    int64 // the mapping's private anonymous (copied-on-write) pages in memory; -1 unread
+	swapKiB    int64 // and in swap; -1 unread
 }
 
 // parseSmaps reads the mappings of /proc/PID/smaps; a line it cannot read
@@ -103,16 +136,30 @@ func parseSmaps(b []byte) []mapping {
 			if err1 != nil || err2 != nil || err3 != nil || len(f[1]) != 4 {
 				return out
 			}
-			out = append(out, mapping{start: uintptr(start), end: uintptr(end), perms: string(f[1]), inode: ino, anonKiB: -1})
+			m := mapping{start: uintptr(start), end: uintptr(end), perms: string(f[1]), dev: string(f[3]), inode: ino, anonKiB: -1, swapKiB: -1}
+			if len(f) > 5 {
+				m.path = string(bytes.Join(f[5:], []byte(" ")))
+			}
+			out = append(out, m)
 			continue
 		}
-		if len(out) > 0 && len(f) >= 2 && string(f[0]) == "Anonymous:" {
-			n, err := strconv.ParseInt(string(f[1]), 10, 64)
-			if err != nil {
-				return out
-			}
-			out[len(out)-1].anonKiB = n
+		if len(out) == 0 || len(f) < 2 {
+			continue
 		}
+		var field *int64
+		switch string(f[0]) {
+		case "Anonymous:":
+			field = &out[len(out)-1].anonKiB
+		case "Swap:":
+			field = &out[len(out)-1].swapKiB
+		default:
+			continue
+		}
+		n, err := strconv.ParseInt(string(f[1]), 10, 64)
+		if err != nil {
+			return out
+		}
+		*field = n
 	}
 	return out
 }
