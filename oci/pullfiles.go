@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 
 	"github.com/upkit/upkit/internal/atomicfile"
 	"github.com/upkit/upkit/manifest"
@@ -225,17 +227,12 @@ func writeNew(path string, data []byte) error {
 	if old, err := spec.ReadFile(path, int64(len(data))); err == nil && bytes.Equal(old, data) {
 		return nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	tmp, err := createTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return fmt.Errorf("oci: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	// CreateTemp makes the file 0600; the envelope is published data,
-	// readable as the files pulled beside it are.
-	err = tmp.Chmod(0o644)
-	if err == nil {
-		_, err = tmp.Write(data)
-	}
+	_, err = tmp.Write(data)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -246,6 +243,20 @@ func writeNew(path string, data []byte) error {
 		err = renameNoReplace(tmp.Name(), path)
 	}
 	return err
+}
+
+// createTemp creates a new file in dir whose name starts with prefix, with
+// mode 0644 less the umask, as the files pulled beside it get (the
+// envelope is published data; os.CreateTemp would make it 0600).
+func createTemp(dir, prefix string) (*os.File, error) {
+	for try := 0; ; try++ {
+		name := filepath.Join(dir, prefix+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, os.ErrExist) && try < 100 {
+			continue
+		}
+		return f, err
+	}
 }
 
 // renameNoReplace moves oldpath to newpath unless newpath exists

@@ -122,11 +122,18 @@ func TestPlanAndFetchFiles(t *testing.T) {
 		t.Fatalf("FetchFiles: %v %v", written, err)
 	}
 	sameFile(t, filepath.Join(dst, "rootfs-2.0.0-from-111111111111.delta"), f.files["rootfs.delta"])
-	// The envelope is as readable as the files beside it (it was 0600).
-	if fi, err := os.Stat(written[0]); err != nil {
+	// The envelope gets the mode of the files beside it: 0644 less the
+	// umask (it was 0600 whatever the umask).
+	env, err := os.Stat(written[0])
+	if err != nil {
 		t.Fatal(err)
-	} else if fi.Mode().Perm() != 0o644 {
-		t.Fatalf("release.json has mode %v, want 0644", fi.Mode())
+	}
+	pkg, err := os.Stat(written[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Mode() != pkg.Mode() {
+		t.Fatalf("release.json has mode %v, %s %v", env.Mode(), filepath.Base(written[1]), pkg.Mode())
 	}
 }
 
