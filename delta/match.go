@@ -10,49 +10,32 @@ import (
 type matcher struct {
 	old []byte
 	sa  []int32
-	// first indexes sa by the first width bytes of each suffix (a suffix
-	// shorter than that read as if padded with zero bytes, which keeps it
-	// in its place: just before the longer suffixes it is a prefix of):
-	// the suffixes whose key is k are sa[first[k]:first[k+1]]. A search
-	// for a pattern of width bytes or more starts at that range rather
-	// than at the whole array: the same answer in about half the probes
-	// (12.6 instead of 23 on esbuild-x64-jump), each a cache miss.
+	// first indexes sa by the first two bytes of each suffix (old's
+	// one-byte last suffix reads as if followed by a zero byte, which
+	// keeps it in its place: just before the longer suffixes it is a
+	// prefix of): the suffixes whose key is k are sa[first[k]:first[k+1]].
+	// A search for a pattern of two bytes or more starts at that range
+	// rather than at the whole array: the same answer in about half the
+	// probes (12.6 instead of 23 on esbuild-x64-jump), each a cache miss.
+	// Three bytes (a 64 MiB table) saved half the probes that two leave,
+	// but added a cache miss of its own: create 3% faster for 126 MB more.
 	first []int32
-	width int
 }
 
-// newMatcher indexes old's suffix array sa by the leading bytes of each
+// newMatcher indexes old's suffix array sa by the first two bytes of each
 // suffix.
 func newMatcher(old []byte, sa []int32) *matcher {
-	return newMatcherWidth(old, sa, 2)
-}
-
-// newMatcherWidth indexes sa by the first w bytes (2 or 3) of each suffix.
-// Two it is: three (a 64 MiB table) saves half the probes that two leave,
-// but adds a cache miss of its own and made esbuild-x64-jump's create
-// 3% faster for 126 MB more memory (create 12.6 s with no index, 10.5 s
-// with two bytes).
-func newMatcherWidth(old []byte, sa []int32, w int) *matcher {
-	m := &matcher{old: old, sa: sa, width: w}
+	m := &matcher{old: old, sa: sa}
 	n := len(old)
-	m.first = make([]int32, 1<<(8*w)+1)
+	if n == 0 {
+		return m
+	}
+	m.first = make([]int32, 1<<16+1)
 	count := m.first[1:] // count[k] suffixes have key k, turned into starts below
-	i := 0
-	if w == 2 {
-		for ; i+1 < n; i++ {
-			count[int(old[i])<<8|int(old[i+1])]++
-		}
+	for i := 0; i+1 < n; i++ {
+		count[int(old[i])<<8|int(old[i+1])]++
 	}
-	for ; i < n; i++ { // the rest: the short suffixes (padded), any width
-		k := 0
-		for j := 0; j < w; j++ {
-			k <<= 8
-			if i+j < n {
-				k |= int(old[i+j])
-			}
-		}
-		count[k]++
-	}
+	count[int(old[n-1])<<8]++
 	// first[k+1] = first[k] + count[k]; count aliases first[1:].
 	for k := 1; k < len(m.first); k++ {
 		m.first[k] += m.first[k-1]
@@ -66,14 +49,11 @@ func newMatcherWidth(old []byte, sa []int32, w int) *matcher {
 func (m *matcher) longest(p []byte) (pos, n int) {
 	lo, hi := -1, len(m.sa) // sa[lo] < p <= sa[hi]
 	llcp, hlcp := 0, 0
-	if len(p) >= m.width && len(m.old) > 0 {
-		// Every suffix before the range of p's key is below p, every
-		// one after it above: start the search at its bounds, with
-		// their exact common prefixes with p (under width bytes).
-		k := 0
-		for _, c := range p[:m.width] {
-			k = k<<8 | int(c)
-		}
+	if len(p) >= 2 && m.first != nil {
+		// Every suffix before the range of p's first two bytes is below
+		// p, every one after it above: start the search at its bounds,
+		// with their exact common prefixes with p (0 or 1 byte).
+		k := int(p[0])<<8 | int(p[1])
 		lo, hi = int(m.first[k])-1, int(m.first[k+1])
 		if lo >= 0 {
 			llcp = commonPrefix(m.old[m.sa[lo]:], p)
