@@ -134,22 +134,10 @@ func (d *Device) Start(ctx context.Context) (*Machine, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	m.qemu = exec.Command("qemu-system-x86_64", d.qemuArgs(sock)...)
-	m.qemu.Stderr = &m.stderr
-	m.qemu.SysProcAttr = procAttr()
-	stdout, err := m.qemu.StdoutPipe()
-	if err != nil {
-		m.killTPM()
-		log.Close()
-		return nil, fmt.Errorf("e2e: %w", err)
-	}
-	if m.stdin, err = m.qemu.StdinPipe(); err != nil {
-		m.killTPM()
-		log.Close()
-		return nil, fmt.Errorf("e2e: %w", err)
-	}
-	m.started = time.Now()
-	if err := m.qemu.Start(); err != nil {
+	qemu := exec.Command("qemu-system-x86_64", d.qemuArgs(sock)...)
+	qemu.Stderr = &m.stderr
+	qemu.SysProcAttr = procAttr()
+	if err := m.launch(qemu); err != nil {
 		m.killTPM()
 		log.Close()
 		if errors.Is(err, exec.ErrNotFound) {
@@ -157,8 +145,26 @@ func (d *Device) Start(ctx context.Context) (*Machine, error) {
 		}
 		return nil, fmt.Errorf("e2e: starting QEMU: %w", err)
 	}
-	go m.read(stdout)
 	return m, nil
+}
+
+// launch starts cmd as the machine's QEMU, its standard input and output
+// the serial console, and reads the console in the background.
+func (m *Machine) launch(cmd *exec.Cmd) error {
+	m.qemu = cmd
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if m.stdin, err = cmd.StdinPipe(); err != nil {
+		return err
+	}
+	m.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go m.read(stdout)
+	return nil
 }
 
 // read splits the console into lines until QEMU closes it, then waits for

@@ -20,19 +20,9 @@ func fakeMachine(t *testing.T, script string) *Machine {
 		t.Fatal(err)
 	}
 	m := &Machine{dev: &Device{ConsoleLog: log.Name()}, changed: make(chan struct{}), done: make(chan struct{}), log: log}
-	m.qemu = exec.Command("sh", "-c", script)
-	stdout, err := m.qemu.StdoutPipe()
-	if err != nil {
+	if err := m.launch(exec.Command("sh", "-c", script)); err != nil {
 		t.Fatal(err)
 	}
-	if m.stdin, err = m.qemu.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	m.started = time.Now()
-	if err := m.qemu.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go m.read(stdout)
 	t.Cleanup(m.Stop)
 	return m
 }
