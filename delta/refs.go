@@ -228,35 +228,41 @@ func (p *piece) project(t uint64) uint64 { return uint64(int64(t) + p.m.targetSh
 
 func (p *piece) x86() {
 	buf := p.buf
-	for i := 0; i+5 <= len(buf); {
-		op := buf[i]
+	for i := 0; i+5 <= len(buf); i++ {
+		// Most byte pairs open nothing handled: one bit rejects them.
+		if x := uint(buf[i])<<8 | uint(buf[i+1]); x86Pair[x>>3]>>(x&7)&1 == 0 {
+			continue
+		}
+		k := x86Lead[buf[i]]
 		// ol: bytes before the displacement; imm: bytes after it; op2:
 		// bytes that must be the same in new for a vote.
 		ol, imm, code := 0, 0, true
 		switch {
-		case op == 0xE8 || op == 0xE9:
+		case k == leadRel:
 			ol = 1
 		case i+6 > len(buf):
-		case op == 0x0F && buf[i+1]&0xF0 == 0x80:
-			ol = 2
-		case op == 0xFF && (buf[i+1] == 0x15 || buf[i+1] == 0x25):
+		case k == lead0F:
+			if buf[i+1]&0xF0 == 0x80 {
+				ol = 2
+			} else if i+7 <= len(buf) && x86ModRM0F[buf[i+1]] != 0 && buf[i+2]&0xC7 == 0x05 {
+				ol, code = 3, false
+				imm = [4]int{0, 0, 1, 4}[x86ModRM0F[buf[i+1]]]
+			}
+		case k == leadFF:
+			if buf[i+1] == 0x15 || buf[i+1] == 0x25 {
+				ol, code = 2, false
+			}
+		case buf[i+1]&0xC7 == 0x05: // k is leadModRM + the operand class
 			ol, code = 2, false
-		case x86ModRM[op] != 0 && buf[i+1]&0xC7 == 0x05:
-			ol, code = 2, false
-			imm = [4]int{0, 0, 1, 4}[x86ModRM[op]]
-		case op == 0x0F && i+7 <= len(buf) && x86ModRM0F[buf[i+1]] != 0 && buf[i+2]&0xC7 == 0x05:
-			ol, code = 3, false
-			imm = [4]int{0, 0, 1, 4}[x86ModRM0F[buf[i+1]]]
+			imm = [4]int{0, 0, 1, 4}[k-leadModRM]
 		}
 		if ol == 0 || i+ol+4+imm > len(buf) {
-			i++
 			continue
 		}
 		f := i + ol
 		pc := p.ov + uint64(f+4+imm)
 		t := pc + uint64(int64(int32(binary.LittleEndian.Uint32(buf[f:]))))
 		if !p.m.inOld(t, code) {
-			i++
 			continue
 		}
 		npc := p.nv + uint64(f+4+imm)
@@ -270,7 +276,7 @@ func (p *piece) x86() {
 		} else if d := p.rel(t, npc); p.view || d == int64(int32(d)) {
 			binary.LittleEndian.PutUint32(buf[f:], uint32(int32(d)))
 		}
-		i = f + 4 + imm
+		i = f + 4 + imm - 1 // the loop's i++ steps past the operand
 	}
 }
 
@@ -279,6 +285,24 @@ func (p *piece) x86() {
 // an 8-bit immediate, 3 ModRM then a 32-bit immediate. A ModRM byte with
 // mod 00 and r/m 101 is a RIP-relative 32-bit displacement.
 var x86ModRM, x86ModRM0F [256]uint8
+
+// x86Lead classes a first byte for piece.x86: 0 opens nothing it handles,
+// else leadRel (E8, E9), lead0F, leadFF, or leadModRM plus the byte's
+// x86ModRM class. x86Pair has a bit set for each pair of first two bytes
+// (first<<8 | second) that may open an instruction piece.x86 handles: a
+// superset of them, 8 KiB, so that the scan rejects most positions with
+// one load from the L1 cache and a branch that is seldom taken.
+var (
+	x86Lead [256]uint8
+	x86Pair [1 << 13]uint8
+)
+
+const (
+	leadRel = 1 + iota
+	lead0F
+	leadFF
+	leadModRM
+)
 
 func init() {
 	for _, o := range []int{0x00, 0x08, 0x10, 0x18, 0x20, 0x28, 0x30, 0x38} {
@@ -304,6 +328,29 @@ func init() {
 			x86ModRM0F[o] = 2
 		default:
 			x86ModRM0F[o] = 1
+		}
+	}
+	for o := 0; o < 256; o++ {
+		if x86ModRM[o] != 0 {
+			x86Lead[o] = leadModRM + x86ModRM[o]
+		}
+	}
+	x86Lead[0xE8], x86Lead[0xE9], x86Lead[0x0F], x86Lead[0xFF] = leadRel, leadRel, lead0F, leadFF
+	for x := 0; x < 1<<16; x++ {
+		a, b := x>>8, byte(x)
+		var may bool
+		switch k := x86Lead[a]; {
+		case k == leadRel:
+			may = true
+		case k == lead0F:
+			may = b&0xF0 == 0x80 || x86ModRM0F[b] != 0
+		case k == leadFF:
+			may = b == 0x15 || b == 0x25
+		case k >= leadModRM:
+			may = b&0xC7 == 0x05
+		}
+		if may {
+			x86Pair[x>>3] |= 1 << (x & 7)
 		}
 	}
 }
