@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 
 	"github.com/upkit/upkit/spec"
 
@@ -143,9 +144,11 @@ type applier struct {
 	written int64
 	model   *diffModel // allocated at the first add run
 	rc      rangeCoder
-	refs    *refModel  // version 3: the references to predict (nil: none)
-	lit     litCoder   // versions 3 and 4: extra bytes' model, allocated at the first copy
-	cm      *ctrlModel // version 3: control model
+	refs    *refModel    // version 3: the references to predict (nil: none)
+	lit     litCoder     // versions 3 and 4: extra bytes' model, allocated at the first copy
+	dbuf    []byte       // a coded diff section read ahead (at most parDiffMax bytes)
+	drd     bytes.Reader // reads dbuf
+	cm      *ctrlModel   // version 3: control model
 }
 
 type hashWriter interface {
@@ -240,7 +243,7 @@ func (a *applier) decodeCtrl(blockNo int, n, outLen uint64) error {
 			if errors.Is(a.rc.err, errCtrlValue) {
 				return fmt.Errorf("%w: block %d: coded control value out of range", ErrCorrupt, blockNo)
 			}
-			return a.codedErr(blockNo)
+			return a.codedErr(blockNo, &a.rc)
 		}
 		if add > outLen-covered || cp > outLen-covered-add || add+cp == 0 {
 			return fmt.Errorf("%w: block %d: operation (add %d, copy %d) does not fit the block's %d remaining bytes", ErrBounds, blockNo, add, cp, outLen-covered)
@@ -283,12 +286,100 @@ func grow(b []byte, n int) []byte {
 	return b[:n]
 }
 
-// startCoded reads the coded diff length and starts the range decoder (and,
-// the first time, allocates the model: Header.ModelBits bounds its size).
-func (a *applier) startCoded(blockNo int) error {
+// parDiffMax is the largest coded diff section that Apply reads ahead
+// into memory, so that a block's add runs (the diff coder) and copy runs
+// (the extra-byte coder) decode at once on two CPUs: they write disjoint
+// bytes of the block, and each coder has its own section and models. A
+// larger section is decoded in turn, as on one CPU.
+const parDiffMax = 256 << 10
+
+// twoCPUs reports whether Apply may run a second goroutine (a variable:
+// the tests count the blocks decoded at once, or force one at a time).
+var twoCPUs = func() bool { return runtime.GOMAXPROCS(0) >= 2 }
+
+// opAt parses the operation at the start of ops, already checked by
+// checkOps: seek, add, copy and its length.
+func opAt(ops []byte) (seek int64, add, cp uint64, n int) {
+	seek, n1 := binary.Varint(ops)
+	add, n2 := binary.Uvarint(ops[n1:])
+	cp, n3 := binary.Uvarint(ops[n1+n2:])
+	return seek, add, cp, n1 + n2 + n3
+}
+
+// checkOps checks the control section in a.ctrl against the block and the
+// old image, before anything is decoded, and reports whether it has add
+// and copy runs.
+func (a *applier) checkOps(blockNo int) (hasAdd, hasCopy bool, err error) {
+	ops := a.ctrl
+	o := uint64(0)
+	pos := a.oldPos
+	for len(ops) > 0 {
+		seek, n1 := binary.Varint(ops)
+		if n1 <= 0 {
+			return false, false, fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
+		}
+		add, n2 := binary.Uvarint(ops[n1:])
+		if n2 <= 0 {
+			return false, false, fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
+		}
+		cp, n3 := binary.Uvarint(ops[n1+n2:])
+		if n3 <= 0 {
+			return false, false, fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
+		}
+		ops = ops[n1+n2+n3:]
+		rest := uint64(len(a.blk)) - o
+		if add > rest || cp > rest-add || add+cp == 0 {
+			return false, false, fmt.Errorf("%w: block %d: operation (add %d, copy %d) does not fit the block's %d remaining bytes", ErrBounds, blockNo, add, cp, rest)
+		}
+		if seek < -pos || seek > a.h.OldSize-pos {
+			return false, false, fmt.Errorf("%w: block %d: seek %d from old offset %d leaves the old image (%d bytes)", ErrBounds, blockNo, seek, pos, a.h.OldSize)
+		}
+		pos += seek
+		if int64(add) > a.h.OldSize-pos {
+			return false, false, fmt.Errorf("%w: block %d: add of %d bytes at old offset %d passes the end of old (%d bytes)", ErrBounds, blockNo, add, pos, a.h.OldSize)
+		}
+		pos += int64(add)
+		o += add + cp
+		hasAdd = hasAdd || add > 0
+		hasCopy = hasCopy || cp > 0
+	}
+	if o != uint64(len(a.blk)) {
+		return false, false, fmt.Errorf("%w: block %d: operations cover %d of its %d bytes", ErrCorrupt, blockNo, o, len(a.blk))
+	}
+	return hasAdd, hasCopy, nil
+}
+
+// codedErr maps the error of a range decoder rc to a sentinel.
+func (a *applier) codedErr(blockNo int, rc *rangeCoder) error {
+	if errors.Is(rc.err, errCodedOverrun) {
+		return fmt.Errorf("%w: block %d: coded diff longer than its declared length", ErrCorrupt, blockNo)
+	}
+	return a.bodyErr("a coded diff section", rc.err)
+}
+
+// block fills a.blk from the control section in a.ctrl: the add runs (old
+// bytes, references predicted, plus the decoded diff) and the copy runs
+// (the extra section), in that order in the patch.
+func (a *applier) block(blockNo int) error {
+	hasAdd, hasCopy, err := a.checkOps(blockNo)
+	if err != nil {
+		return err
+	}
+	startPos := a.oldPos
+	for ops := a.ctrl; len(ops) > 0; {
+		seek, add, _, n := opAt(ops)
+		ops = ops[n:]
+		a.oldPos += seek + int64(add)
+	}
 	n, err := binary.ReadUvarint(a.br)
 	if err != nil {
 		return a.bodyErr("a coded diff length", err)
+	}
+	if !hasAdd {
+		if n != 0 {
+			return fmt.Errorf("%w: block %d: coded diff of %d bytes for no add operation", ErrCorrupt, blockNo, n)
+		}
+		return a.copyRuns(blockNo, startPos)
 	}
 	if n < a.minCoded() || n > MaxImageSize*2 {
 		return fmt.Errorf("%w: block %d: coded diff of %d bytes", ErrCorrupt, blockNo, n)
@@ -296,102 +387,73 @@ func (a *applier) startCoded(blockNo int) error {
 	if a.model == nil {
 		a.model = newDiffModel(int(a.h.ModelBits))
 	}
-	a.rc.initDecoder(a.br, int64(n), a.pad())
-	if a.rc.err != nil {
-		return a.codedErr(blockNo)
+	if !hasCopy || n > parDiffMax || !twoCPUs() {
+		a.rc.initDecoder(a.br, int64(n), a.pad())
+		if err := a.addRuns(blockNo, &a.rc, startPos); err != nil {
+			return err
+		}
+		return a.copyRuns(blockNo, startPos)
+	}
+	// Both coders at once: the coded diff is read ahead.
+	a.dbuf = grow(a.dbuf, int(n))
+	if _, err := io.ReadFull(a.br, a.dbuf); err != nil {
+		return a.bodyErr("a coded diff section", err)
+	}
+	a.drd.Reset(a.dbuf)
+	var rc rangeCoder
+	rc.initDecoder(&a.drd, int64(n), a.pad())
+	done := make(chan error, 1)
+	go func() { done <- a.addRuns(blockNo, &rc, startPos) }()
+	cerr := a.copyRuns(blockNo, startPos)
+	// The add runs come first in the patch: their error is the one to
+	// report, as when they are decoded first.
+	if err := <-done; err != nil {
+		return err
+	}
+	return cerr
+}
+
+// addRuns decodes the add runs of the block with rc, started on its
+// coded diff section: old bytes, references predicted, plus the diff.
+func (a *applier) addRuns(blockNo int, rc *rangeCoder, pos int64) error {
+	o := 0
+	for ops := a.ctrl; len(ops) > 0; {
+		seek, add, cp, n := opAt(ops)
+		ops = ops[n:]
+		pos += seek
+		if add > 0 {
+			dst := a.blk[o : o+int(add)]
+			if n, err := a.old.ReadAt(dst, pos); n < len(dst) {
+				if err == nil || errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return fmt.Errorf("delta: reading old image at %d: %w", pos, err)
+			}
+			a.refs.predict(dst, pos, a.written+int64(o))
+			a.model.codeRun(rc, nil, dst)
+			if rc.err != nil {
+				return a.codedErr(blockNo, rc)
+			}
+		}
+		pos += int64(add)
+		o += int(add) + int(cp)
+	}
+	if rc.limit > 0 {
+		return fmt.Errorf("%w: block %d: %d bytes of the coded diff unused", ErrCorrupt, blockNo, rc.limit)
 	}
 	return nil
 }
 
-func (a *applier) codedErr(blockNo int) error {
-	if errors.Is(a.rc.err, errCodedOverrun) {
-		return fmt.Errorf("%w: block %d: coded diff longer than its declared length", ErrCorrupt, blockNo)
-	}
-	return a.bodyErr("a coded diff section", a.rc.err)
-}
-
-// block fills a.blk from the control section in a.ctrl: first the add runs
-// (old bytes plus the decoded diff), then the copy runs (extra section).
-func (a *applier) block(blockNo int) error {
-	startPos := a.oldPos
-	ops := a.ctrl
+// copyRuns decodes the copy runs of the block from the extra section
+// (version 3 and later: coded by the extra-byte model, its length first;
+// version 2: raw). cur is the old cursor at the block's start.
+func (a *applier) copyRuns(blockNo int, cur int64) error {
 	o := 0
 	coding := false
-	for len(ops) > 0 {
-		seek, n1 := binary.Varint(ops)
-		if n1 <= 0 {
-			return fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
-		}
-		add, n2 := binary.Uvarint(ops[n1:])
-		if n2 <= 0 {
-			return fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
-		}
-		cp, n3 := binary.Uvarint(ops[n1+n2:])
-		if n3 <= 0 {
-			return fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
-		}
-		ops = ops[n1+n2+n3:]
-		rest := uint64(len(a.blk) - o)
-		if add > rest || cp > rest-add || add+cp == 0 {
-			return fmt.Errorf("%w: block %d: operation (add %d, copy %d) does not fit the block's %d remaining bytes", ErrBounds, blockNo, add, cp, rest)
-		}
-		if seek < -a.oldPos || seek > a.h.OldSize-a.oldPos {
-			return fmt.Errorf("%w: block %d: seek %d from old offset %d leaves the old image (%d bytes)", ErrBounds, blockNo, seek, a.oldPos, a.h.OldSize)
-		}
-		a.oldPos += seek
-		if int64(add) > a.h.OldSize-a.oldPos {
-			return fmt.Errorf("%w: block %d: add of %d bytes at old offset %d passes the end of old (%d bytes)", ErrBounds, blockNo, add, a.oldPos, a.h.OldSize)
-		}
-		dst := a.blk[o : o+int(add)]
-		if n, err := a.old.ReadAt(dst, a.oldPos); n < len(dst) {
-			if err == nil || errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return fmt.Errorf("delta: reading old image at %d: %w", a.oldPos, err)
-		}
-		if add > 0 {
-			a.refs.predict(dst, a.oldPos, a.written+int64(o))
-			if !coding {
-				if err := a.startCoded(blockNo); err != nil {
-					return err
-				}
-				coding = true
-			}
-			a.model.codeRun(&a.rc, nil, dst)
-			if a.rc.err != nil {
-				return a.codedErr(blockNo)
-			}
-		}
-		a.oldPos += int64(add)
-		o += int(add) + int(cp)
-	}
-	if o != len(a.blk) {
-		return fmt.Errorf("%w: block %d: operations cover %d of its %d bytes", ErrCorrupt, blockNo, o, len(a.blk))
-	}
-	if !coding {
-		// No add runs: the coded section must be empty.
-		n, err := binary.ReadUvarint(a.br)
-		if err != nil {
-			return a.bodyErr("a coded diff length", err)
-		}
-		if n != 0 {
-			return fmt.Errorf("%w: block %d: coded diff of %d bytes for no add operation", ErrCorrupt, blockNo, n)
-		}
-	} else if a.rc.limit > 0 {
-		return fmt.Errorf("%w: block %d: %d bytes of the coded diff unused", ErrCorrupt, blockNo, a.rc.limit)
-	}
-	// Second pass: the copy runs, from the extra section (version 3: coded
-	// by the literal model, its length first).
-	ops = a.ctrl
-	o = 0
-	coding = false
 	rawExtra := false
-	cur := startPos // the old cursor, as in the first pass
-	for len(ops) > 0 {
-		seek, n1 := binary.Varint(ops)
-		add, n2 := binary.Uvarint(ops[n1:])
-		cp, n3 := binary.Uvarint(ops[n1+n2:])
-		ops = ops[n1+n2+n3:]
+	for ops := a.ctrl; len(ops) > 0; {
+		seek, add, cp, n := opAt(ops)
+		ops = ops[n:]
 		cur += seek + int64(add)
 		o += int(add)
 		if cp == 0 {
@@ -400,13 +462,7 @@ func (a *applier) block(blockNo int) error {
 		dst := a.blk[o : o+int(cp)]
 		at := a.written + int64(o) // dst's offset in new
 		o += int(cp)
-		if a.h.Version < 3 {
-			if _, err := io.ReadFull(a.br, dst); err != nil {
-				return a.bodyErr("an extra section", err)
-			}
-			continue
-		}
-		if rawExtra {
+		if a.h.Version < 3 || rawExtra {
 			if _, err := io.ReadFull(a.br, dst); err != nil {
 				return a.bodyErr("an extra section", err)
 			}
@@ -452,7 +508,7 @@ func (a *applier) block(blockNo int) error {
 		clear(dst[k:])
 		a.lit.code(&a.rc, dst, dst, at)
 		if a.rc.err != nil {
-			return a.codedErr(blockNo)
+			return a.codedErr(blockNo, &a.rc)
 		}
 	}
 	if coding && a.rc.limit > 0 {

@@ -4,9 +4,10 @@
 //
 // A patch is a fixed 116-byte header (ReadHeader) that binds it to the old
 // and new images by size and sha256 and declares the bounds a device needs
-// before allocating anything, followed by a zstd-compressed body of blocks,
-// each covering at most Header.BlockSize bytes of output. The format is in
-// docs/FORMAT.md ("Delta patches").
+// before allocating anything, followed by a body of blocks, each covering
+// at most Header.BlockSize bytes of output (coded by the package's own
+// arithmetic coders in format version 4; zstd-compressed in versions 2 and
+// 3). The format is in docs/FORMAT.md ("Delta patches").
 //
 // Apply reads the old image by random access (io.ReaderAt), the patch as a
 // stream, and writes the new image sequentially. It checks the old image's
@@ -14,10 +15,12 @@
 // from the patch against the header's bounds, themselves capped by the
 // Max* constants, and the new image's size and digest at the end
 // (ErrNewDigest). Its memory is bounded by Header.MaxApplyMemory (about
-// 12.2 MB with the default Options, measured peak resident size about 13
-// MiB), whatever the image size. ApplyFile and CreateFile write through a
-// temporary file renamed only on success. Apply reads format versions 2
-// and 3; Create writes version 3.
+// 11.7 MB with the default Options; measured peak resident sizes are in
+// docs/PERFORMANCE.md), whatever the image size. Where a block has both,
+// Apply decodes its add runs on a second goroutine while it decodes the
+// copy runs; the output and the errors are the same on one CPU. ApplyFile
+// and CreateFile write through a temporary file renamed only on success.
+// Apply reads format versions 2, 3 and 4; Create writes version 4.
 //
 // Create matches new against a suffix array of old (bsdiff's approximate
 // alignment). In executables (ELF for x86-64, AArch64 and ARM, or raw

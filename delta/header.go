@@ -152,9 +152,10 @@ func (h *Header) PatchSize() int64 { return HeaderSize + h.BodySize }
 
 // MaxApplyMemory is the most memory Apply allocates for this patch's
 // buffers, models and decoder (versions 2 and 3: the zstd window; block
-// and control buffers); the rest is a small constant.
+// and control buffers; a coded diff section read ahead, parDiffMax); the
+// rest is a small constant.
 func (h *Header) MaxApplyMemory() int64 {
-	n := int64(h.BlockSize) + int64(h.CtrlSize) + modelMemory(int(h.ModelBits))
+	n := int64(h.BlockSize) + int64(h.CtrlSize) + modelMemory(int(h.ModelBits)) + parDiffMax
 	switch {
 	case h.Version >= 4:
 		// The refs section's target map is decoded with a second control

@@ -19,8 +19,9 @@ const (
 	DefaultMaxBootAttempts = 3
 	DefaultBufferSize      = 64 << 10
 	// DefaultMaxDeltaMemory admits every delta made with delta.Create's
-	// defaults (8.45 MB) or a window up to 4 MiB (12.1 MB), not the 26 MiB
-	// the delta format allows at most.
+	// defaults (11.7 MB; 12.5 MB for a format version 3 delta of its
+	// defaults), not the 38.6 MiB the delta format allows at most (a
+	// version 3 delta at every limit).
 	DefaultMaxDeltaMemory = 16 << 20
 )
 

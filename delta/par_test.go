@@ -1,0 +1,50 @@
+package delta
+
+import (
+	"bytes"
+	"testing"
+)
+
+// TestApplyParallelSameAsSequential applies patches whose blocks have add
+// and copy runs, their two sections decoded at once (on two goroutines)
+// and one after the other: the output must be the same, and so must the
+// error of corrupted copies (80 bits flipped, one at a time), so that what
+// Apply reports does not depend on the CPUs it runs on.
+func TestApplyParallelSameAsSequential(t *testing.T) {
+	old := codeLike(31, 120_000)
+	new := shiftPointers(old, 48, 30_000, bytes.Repeat([]byte("inserted text, not in old "), 200))
+	new = append(new[:80_000:80_000], append(gen(9, 12_000), new[80_000:]...)...)
+	patch := createPatch(t, old, new, &Options{BlockSize: 32 << 10, ModelBits: MinModelBits})
+
+	saved := twoCPUs
+	t.Cleanup(func() { twoCPUs = saved })
+	parallel := 0
+	apply := func(par bool, p []byte) ([]byte, error) {
+		twoCPUs = func() bool { parallel++; return par }
+		out, _, err := applyPatch(old, p)
+		return out, err
+	}
+	out, err := apply(true, patch)
+	if err != nil || !bytes.Equal(out, new) {
+		t.Fatalf("decoded at once: err %v, output equal %v", err, bytes.Equal(out, new))
+	}
+	if parallel < 2 {
+		t.Fatalf("%d blocks decoded at once: the test exercises nothing", parallel)
+	}
+	if out, err := apply(false, patch); err != nil || !bytes.Equal(out, new) {
+		t.Fatalf("decoded in turn: err %v, output equal %v", err, bytes.Equal(out, new))
+	}
+	step := max(7, (len(patch)-HeaderSize)*8/80|1)
+	for i := HeaderSize * 8; i < len(patch)*8; i += step {
+		p := bytes.Clone(patch)
+		p[i/8] ^= 1 << (i % 8)
+		o1, e1 := apply(true, p)
+		o2, e2 := apply(false, p)
+		if (e1 == nil) != (e2 == nil) || (e1 != nil && e1.Error() != e2.Error()) {
+			t.Fatalf("bit %d flipped: at once %v, in turn %v", i, e1, e2)
+		}
+		if e1 == nil && (!bytes.Equal(o1, o2) || !bytes.Equal(o1, new)) {
+			t.Fatalf("bit %d flipped: applied without error to a wrong image", i)
+		}
+	}
+}
