@@ -2,7 +2,14 @@ package delta
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestApplyParallelSameAsSequential applies patches whose blocks have add
@@ -46,5 +53,63 @@ func TestApplyParallelSameAsSequential(t *testing.T) {
 		if e1 == nil && (!bytes.Equal(o1, o2) || !bytes.Equal(o1, new)) {
 			t.Fatalf("bit %d flipped: applied without error to a wrong image", i)
 		}
+	}
+}
+
+// failAt is an old image whose reads fail from offset at on, with err
+// (io.EOF: the image ends there).
+type failAt struct {
+	b   []byte
+	at  int64
+	err error
+}
+
+func (f *failAt) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) <= f.at {
+		return copy(p, f.b[off:]), nil
+	}
+	n := 0
+	if off < f.at {
+		n = copy(p, f.b[off:f.at])
+	}
+	return n, f.err
+}
+
+// TestApplyOldReadErrors: a failing or short old image stops Apply while
+// it hashes old, with the reader's error, before any byte is written, and
+// leaves no goroutine behind; so does a cancelled context.
+func TestApplyOldReadErrors(t *testing.T) {
+	old := codeLike(5, 300_000)
+	new := shiftPointers(old, 8, 1000, []byte("x"))
+	patch := createPatch(t, old, new, nil)
+	errDisk := errors.New("disk on fire")
+	before := runtime.NumGoroutine()
+	for _, tc := range []struct {
+		r    io.ReaderAt
+		want error
+	}{
+		{&failAt{old, 100_000, errDisk}, errDisk},
+		{&failAt{old, 250_001, io.EOF}, io.ErrUnexpectedEOF},
+		{&failAt{old, 0, errDisk}, errDisk},
+	} {
+		var out bytes.Buffer
+		_, err := Apply(context.Background(), tc.r, int64(len(old)), bytes.NewReader(patch), &out)
+		if !errors.Is(err, tc.want) || !strings.Contains(fmt.Sprint(err), "reading old image") {
+			t.Fatalf("error %v, want %v reading the old image", err, tc.want)
+		}
+		if out.Len() != 0 {
+			t.Fatalf("%d bytes written from an old image that could not be read", out.Len())
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Apply(ctx, bytes.NewReader(old), int64(len(old)), bytes.NewReader(patch), io.Discard); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	for i := 0; runtime.NumGoroutine() > before; i++ {
+		if i == 100 {
+			t.Fatalf("%d goroutines left, %d before", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"sort"
 )
 
 // Executable references (format version 3).
@@ -93,11 +92,21 @@ func (m *refModel) targetShift(t uint64) int64 {
 	if len(tab) == 0 {
 		return 0
 	}
-	i := sort.Search(len(tab), func(i int) bool { return tab[i].start > t })
-	if i == 0 {
+	// The first entry starting after t (sort.Search's answer, without
+	// its closure call per probe: this runs for every reference).
+	lo, hi := 0, len(tab)
+	for lo < hi {
+		h := int(uint(lo+hi) >> 1)
+		if tab[h].start > t {
+			hi = h
+		} else {
+			lo = h + 1
+		}
+	}
+	if lo == 0 {
 		return tab[0].shift
 	}
-	return tab[i-1].shift
+	return tab[lo-1].shift
 }
 
 // inOld reports whether t is inside one of old's segments (code only if

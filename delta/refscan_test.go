@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"os"
+	"sort"
 	"testing"
 )
 
@@ -161,5 +162,30 @@ func BenchmarkX86Scan(b *testing.B) {
 	for b.Loop() {
 		copy(buf, img)
 		m.predict(buf, 0, 0)
+	}
+}
+
+// TestTargetShift checks the target map's lookup against sort.Search: the
+// shift of the last entry starting at or before t (the first entry's for a
+// t before it).
+func TestTargetShift(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for n := 1; n < 70; n++ {
+		m := &refModel{}
+		start := uint64(r.IntN(100))
+		for range n {
+			m.tab = append(m.tab, shiftEntry{start: start, shift: int64(r.IntN(2000) - 1000)})
+			start += uint64(r.IntN(50) + 1)
+		}
+		for q := uint64(0); q < start+100; q++ {
+			i := sort.Search(len(m.tab), func(i int) bool { return m.tab[i].start > q })
+			want := m.tab[max(i-1, 0)].shift
+			if got := m.targetShift(q); got != want {
+				t.Fatalf("%d entries, target %d: shift %d, want %d", n, q, got, want)
+			}
+		}
+	}
+	if (&refModel{}).targetShift(5) != 0 {
+		t.Fatal("an empty map moves a target")
 	}
 }
