@@ -29,6 +29,13 @@ const chunkSize = 32 << 10
 // out in order; finally the output's size and sha256 are checked (ErrNewDigest)
 // and the patch must end exactly where its header says (ErrTrailingData).
 //
+// Each block's operations are checked against the block and the old image
+// before its sections are decoded. Where a block has add and copy runs,
+// Apply decodes the add runs (old bytes plus the diff) on a second
+// goroutine while it decodes the copy runs, so old's ReadAt may be called
+// from two goroutines at once, as io.ReaderAt allows; the output and the
+// errors are those of decoding in turn.
+//
 // On any error out may have received part of the image, which must be
 // discarded (ApplyFile does that). Allocation is bounded by
 // Header.MaxApplyMemory plus a small constant, whatever the image size, and
@@ -395,12 +402,30 @@ func (a *applier) block(blockNo int) error {
 		return a.copyRuns(blockNo, startPos)
 	}
 	// Both coders at once: the coded diff is read ahead.
-	a.dbuf = grow(a.dbuf, int(n))
-	if _, err := io.ReadFull(a.br, a.dbuf); err != nil {
-		return a.bodyErr("a coded diff section", err)
+	if a.dbuf == nil {
+		// Once, at its bound: growing it section by section would leave
+		// each smaller buffer to the garbage collector, resident until
+		// it runs. Only the pages written become resident.
+		a.dbuf = make([]byte, parDiffMax)
 	}
-	a.drd.Reset(a.dbuf)
+	dbuf := a.dbuf[:n]
+	if got, err := io.ReadFull(a.br, dbuf); err != nil {
+		// The patch ends (or fails) inside the declared section: decode
+		// in turn from the bytes read, then the stream, so that the
+		// error is the one decoding in turn meets (the decoder may need
+		// fewer bytes than declared, and the error is then theirs).
+		a.drd.Reset(dbuf[:got])
+		a.rc.initDecoder(&thenReader{&a.drd, a.br}, int64(n), a.pad())
+		if err := a.addRuns(blockNo, &a.rc, startPos); err != nil {
+			return err
+		}
+		return a.copyRuns(blockNo, startPos)
+	}
+	a.drd.Reset(dbuf)
 	var rc rangeCoder
+	// rc reads exactly its limit from memory: its only error is an
+	// overrun, so addRuns' errors do not look at the stream the main
+	// goroutine reads (bodyErr).
 	rc.initDecoder(&a.drd, int64(n), a.pad())
 	done := make(chan error, 1)
 	go func() { done <- a.addRuns(blockNo, &rc, startPos) }()
@@ -411,6 +436,19 @@ func (a *applier) block(blockNo int) error {
 		return err
 	}
 	return cerr
+}
+
+// thenReader reads the bytes of first, then those of then.
+type thenReader struct {
+	first *bytes.Reader
+	then  io.ByteReader
+}
+
+func (r *thenReader) ReadByte() (byte, error) {
+	if r.first.Len() > 0 {
+		return r.first.ReadByte()
+	}
+	return r.then.ReadByte()
 }
 
 // addRuns decodes the add runs of the block with rc, started on its

@@ -8,6 +8,7 @@ import (
 	"io"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -40,6 +41,26 @@ func TestApplyParallelSameAsSequential(t *testing.T) {
 	}
 	if out, err := apply(false, patch); err != nil || !bytes.Equal(out, new) {
 		t.Fatalf("decoded in turn: err %v, output equal %v", err, bytes.Equal(out, new))
+	}
+	// Cut short anywhere (inside a coded diff section read ahead, too).
+	for k := HeaderSize; k < len(patch); k += max(1, (len(patch)-HeaderSize)/40) {
+		_, e1 := apply(true, patch[:k])
+		_, e2 := apply(false, patch[:k])
+		if e1 == nil || e2 == nil || e1.Error() != e2.Error() {
+			t.Fatalf("cut at %d: at once %v, in turn %v", k, e1, e2)
+		}
+	}
+	// The old image fails after it was hashed, while add runs read it.
+	for _, at := range []int64{1000, 50_000, 100_000} {
+		var errs [2]error
+		for i, par := range []bool{true, false} {
+			twoCPUs = func() bool { return par }
+			r := &secondPass{failAt: failAt{old, at, errDisk}, size: int64(len(old))}
+			_, errs[i] = Apply(context.Background(), r, int64(len(old)), bytes.NewReader(patch), io.Discard)
+		}
+		if !errors.Is(errs[0], errDisk) || errs[0].Error() != errs[1].Error() {
+			t.Fatalf("old failing at %d after its hash: at once %v, in turn %v", at, errs[0], errs[1])
+		}
 	}
 	step := max(7, (len(patch)-HeaderSize)*8/80|1)
 	for i := HeaderSize * 8; i < len(patch)*8; i += step {
@@ -75,6 +96,27 @@ func (f *failAt) ReadAt(p []byte, off int64) (int, error) {
 	return n, f.err
 }
 
+var errDisk = errors.New("disk on fire")
+
+// secondPass is an old image that reads well until size bytes were read
+// (its hash), then as failAt.
+type secondPass struct {
+	failAt
+	size, read int64
+	mu         sync.Mutex
+}
+
+func (r *secondPass) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	hashed := r.read >= r.size
+	r.read += int64(len(p))
+	r.mu.Unlock()
+	if !hashed {
+		return copy(p, r.b[off:]), nil
+	}
+	return r.failAt.ReadAt(p, off)
+}
+
 // TestApplyOldReadErrors: a failing or short old image stops Apply while
 // it hashes old, with the reader's error, before any byte is written, and
 // leaves no goroutine behind; so does a cancelled context.
@@ -82,7 +124,6 @@ func TestApplyOldReadErrors(t *testing.T) {
 	old := codeLike(5, 300_000)
 	new := shiftPointers(old, 8, 1000, []byte("x"))
 	patch := createPatch(t, old, new, nil)
-	errDisk := errors.New("disk on fire")
 	before := runtime.NumGoroutine()
 	for _, tc := range []struct {
 		r    io.ReaderAt

@@ -48,7 +48,8 @@ type Slots interface {
 }
 
 // SlotReader reads a slot by offset. Only the first PayloadSize bytes are
-// ever read.
+// ever read. As io.ReaderAt allows, ReadAt may be called from two
+// goroutines at once (delta.Apply does, on the base slot).
 type SlotReader interface {
 	io.ReaderAt
 	io.Closer
