@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
@@ -21,7 +23,7 @@ func deltaCommand() *cli.Command {
 		Usage: "make, apply and inspect binary deltas between images",
 		Description: `A delta (patch) turns one image into the next. Its header binds it to the
 old and new images by size and sha256; apply refuses a wrong base before
-writing anything, needs memory bounded by the header (about 10 MiB with the
+writing anything, needs memory bounded by the header (about 11 MiB with the
 defaults, whatever the image size) and checks the new image's digest.
 Format: docs/FORMAT.md.
 
@@ -128,6 +130,14 @@ func deltaApplyAction(c *cli.Context) error {
 	// needed here: let them go before the models are allocated, so that
 	// the peak is apply's memory, not apply's plus the CLI's.
 	cliutil.ReleaseExecutablePages()
+	// Decode in turn on one CPU unless GOMAXPROCS says otherwise: the
+	// library decodes a block's two sections on two CPUs, and the second
+	// thread costs this binary about 0.5 MiB (its C library and the
+	// runtime's), which would put it above the 16 MiB it keeps to
+	// (docs/PERFORMANCE.md).
+	if os.Getenv("GOMAXPROCS") == "" {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	}
 	patchPath, out := c.Args().First(), c.String("output")
 	// --from itself, not the payload extracted from a .upk: neither the
 	// image nor the package it came in may be overwritten.
