@@ -3,6 +3,7 @@ package delta
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -152,5 +153,43 @@ func TestApplyOldReadErrors(t *testing.T) {
 			t.Fatalf("%d goroutines left, %d before", runtime.NumGoroutine(), before)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestApplyReadAheadPastBody: a coded diff length that declares more
+// bytes than the body holds fails the read-ahead, while decoding in turn
+// finishes the add runs on fewer bytes and finds the rest unused
+// (ErrCorrupt). Both ways must report the latter.
+func TestApplyReadAheadPastBody(t *testing.T) {
+	old := []byte("0123456789abcdef")
+	new := []byte("0123456789ABCDEF")
+	ops := [][3]int64{{0, 10, 6}}
+	good := block(old, 16, ops, zeroDiff(old[:10]), []byte("ABCDEF"))
+	if got, _, err := applyPatch(old, raw(t, old, new, append(bytes.Clone(good), 0), nil)); err != nil || !bytes.Equal(got, new) {
+		t.Fatalf("hand-made patch does not apply: %v", err)
+	}
+	// The same block with the coded diff's length 100 bytes too long.
+	coded := zeroDiff(old[:10])
+	length := binary.AppendUvarint(nil, uint64(len(coded)))
+	at := bytes.Index(good, append(length, coded...))
+	if at < 0 {
+		t.Fatal("the coded diff is not where block puts it")
+	}
+	b := binary.AppendUvarint(bytes.Clone(good[:at]), uint64(len(coded)+100))
+	b = append(append(b, good[at+len(length):]...), 0)
+	patch := raw(t, old, new, b, nil)
+
+	saved := twoCPUs
+	t.Cleanup(func() { twoCPUs = saved })
+	var errs [2]error
+	for i, par := range []bool{true, false} {
+		twoCPUs = func() bool { return par }
+		_, _, errs[i] = applyPatch(old, patch)
+	}
+	if !errors.Is(errs[1], ErrCorrupt) || !strings.Contains(errs[1].Error(), "unused") {
+		t.Fatalf("decoding in turn: %v, want the coded diff's unused bytes", errs[1])
+	}
+	if errs[0] == nil || errs[0].Error() != errs[1].Error() {
+		t.Fatalf("read ahead: %v; in turn: %v", errs[0], errs[1])
 	}
 }
