@@ -315,35 +315,35 @@ func opAt(ops []byte) (seek int64, add, cp uint64, n int) {
 
 // checkOps checks the control section in a.ctrl against the block and the
 // old image, before anything is decoded, and reports whether it has add
-// and copy runs.
-func (a *applier) checkOps(blockNo int) (hasAdd, hasCopy bool, err error) {
+// and copy runs and the old offset where it leaves the cursor.
+func (a *applier) checkOps(blockNo int) (hasAdd, hasCopy bool, end int64, err error) {
 	ops := a.ctrl
 	o := uint64(0)
 	pos := a.oldPos
 	for len(ops) > 0 {
 		seek, n1 := binary.Varint(ops)
 		if n1 <= 0 {
-			return false, false, fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
+			return false, false, 0, fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
 		}
 		add, n2 := binary.Uvarint(ops[n1:])
 		if n2 <= 0 {
-			return false, false, fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
+			return false, false, 0, fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
 		}
 		cp, n3 := binary.Uvarint(ops[n1+n2:])
 		if n3 <= 0 {
-			return false, false, fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
+			return false, false, 0, fmt.Errorf("%w: block %d: bad control varint", ErrCorrupt, blockNo)
 		}
 		ops = ops[n1+n2+n3:]
 		rest := uint64(len(a.blk)) - o
 		if add > rest || cp > rest-add || add+cp == 0 {
-			return false, false, fmt.Errorf("%w: block %d: operation (add %d, copy %d) does not fit the block's %d remaining bytes", ErrBounds, blockNo, add, cp, rest)
+			return false, false, 0, fmt.Errorf("%w: block %d: operation (add %d, copy %d) does not fit the block's %d remaining bytes", ErrBounds, blockNo, add, cp, rest)
 		}
 		if seek < -pos || seek > a.h.OldSize-pos {
-			return false, false, fmt.Errorf("%w: block %d: seek %d from old offset %d leaves the old image (%d bytes)", ErrBounds, blockNo, seek, pos, a.h.OldSize)
+			return false, false, 0, fmt.Errorf("%w: block %d: seek %d from old offset %d leaves the old image (%d bytes)", ErrBounds, blockNo, seek, pos, a.h.OldSize)
 		}
 		pos += seek
 		if int64(add) > a.h.OldSize-pos {
-			return false, false, fmt.Errorf("%w: block %d: add of %d bytes at old offset %d passes the end of old (%d bytes)", ErrBounds, blockNo, add, pos, a.h.OldSize)
+			return false, false, 0, fmt.Errorf("%w: block %d: add of %d bytes at old offset %d passes the end of old (%d bytes)", ErrBounds, blockNo, add, pos, a.h.OldSize)
 		}
 		pos += int64(add)
 		o += add + cp
@@ -351,9 +351,9 @@ func (a *applier) checkOps(blockNo int) (hasAdd, hasCopy bool, err error) {
 		hasCopy = hasCopy || cp > 0
 	}
 	if o != uint64(len(a.blk)) {
-		return false, false, fmt.Errorf("%w: block %d: operations cover %d of its %d bytes", ErrCorrupt, blockNo, o, len(a.blk))
+		return false, false, 0, fmt.Errorf("%w: block %d: operations cover %d of its %d bytes", ErrCorrupt, blockNo, o, len(a.blk))
 	}
-	return hasAdd, hasCopy, nil
+	return hasAdd, hasCopy, pos, nil
 }
 
 // codedErr maps the error of a range decoder rc to a sentinel.
@@ -368,15 +368,19 @@ func (a *applier) codedErr(blockNo int, rc *rangeCoder) error {
 // bytes, references predicted, plus the decoded diff) and the copy runs
 // (the extra section), in that order in the patch.
 func (a *applier) block(blockNo int) error {
-	hasAdd, hasCopy, err := a.checkOps(blockNo)
+	hasAdd, hasCopy, end, err := a.checkOps(blockNo)
 	if err != nil {
 		return err
 	}
 	startPos := a.oldPos
-	for ops := a.ctrl; len(ops) > 0; {
-		seek, add, _, n := opAt(ops)
-		ops = ops[n:]
-		a.oldPos += seek + int64(add)
+	a.oldPos = end
+	// inTurn decodes the add runs from r, then the copy runs.
+	inTurn := func(r io.ByteReader, n uint64) error {
+		a.rc.initDecoder(r, int64(n), a.pad())
+		if err := a.addRuns(blockNo, &a.rc, startPos); err != nil {
+			return err
+		}
+		return a.copyRuns(blockNo, startPos)
 	}
 	n, err := binary.ReadUvarint(a.br)
 	if err != nil {
@@ -395,11 +399,7 @@ func (a *applier) block(blockNo int) error {
 		a.model = newDiffModel(int(a.h.ModelBits))
 	}
 	if !hasCopy || n > parDiffMax || !twoCPUs() {
-		a.rc.initDecoder(a.br, int64(n), a.pad())
-		if err := a.addRuns(blockNo, &a.rc, startPos); err != nil {
-			return err
-		}
-		return a.copyRuns(blockNo, startPos)
+		return inTurn(a.br, n)
 	}
 	// Both coders at once: the coded diff is read ahead.
 	if a.dbuf == nil {
@@ -415,11 +415,7 @@ func (a *applier) block(blockNo int) error {
 		// error is the one decoding in turn meets (the decoder may need
 		// fewer bytes than declared, and the error is then theirs).
 		a.drd.Reset(dbuf[:got])
-		a.rc.initDecoder(&thenReader{&a.drd, a.br}, int64(n), a.pad())
-		if err := a.addRuns(blockNo, &a.rc, startPos); err != nil {
-			return err
-		}
-		return a.copyRuns(blockNo, startPos)
+		return inTurn(&thenReader{&a.drd, a.br}, n)
 	}
 	a.drd.Reset(dbuf)
 	var rc rangeCoder
