@@ -262,7 +262,9 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   half of new. The rest: the extra-byte model, 3.3 s (as in apply), the
   two suffix arrays (old, then its view with references as targets),
   1.7 s each, on one CPU. On the firmware pairs create is 2 to 3 times
-  bsdiff's 0.05 to 0.1 s: the extra-byte model's time, as in apply.
+  bsdiff's 0.05 to 0.1 s: of fw-pybricks-jump's 0.30 s (\`go test -bench
+  CreateFiles ./delta\` with UPKIT_CREATE_OLD and UPKIT_CREATE_NEW), the
+  extra-byte model takes 60%, as in apply, and the suffix arrays 11%.
 * **Apply time.** A block's add runs (old bytes, references predicted,
   the difference decoded) and its copy runs (the extra bytes decoded) are
   independent: each has its own coded section and model, and they fill
@@ -279,13 +281,62 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   hashed buckets and direct-table states, a cache miss per context and
   nibble), the difference coder 0.8 s, the rest
   (reference prediction, sha256, I/O) 0.3 s. On patch releases the extra
-  bytes are few, and apply is near bspatch's time (sha256 of old and new,
-  about 8 ms for 10 MB each, is work bspatch does not do); on version jumps
+  bytes are few, and apply is near bspatch's time (below); on version jumps
   it is about 7 times bspatch's, which the smaller download pays for at
   1 Mbit/s (last column but one). Tried and not kept: hashing beside the
   reads and writes (slower: the goroutine hand-offs cost more than the
   1.4 ms of reads they hide), and reading and predicting the add runs
   ahead of the difference decoder (no gain measured).
+* **Where the targets are missed, and why** (figures measured on
+  2026-11-30 at commit f0d5ce8, by the commands named).
+  - *fw-pybricks-jump's patch, 0.874 of zucchini-xz's (target 0.8).*
+    Its sections (\`UPKIT_DEBUG_REFS=1 deltabench create\`): control 6088
+    bytes, differences 17347, extra bytes 87049. 139104 bytes of the new
+    image (47%) match nothing in old; the extra-byte coder takes them to
+    87049 bytes, where \`xz -9e\` takes them to 96636, and to 87816 with
+    old as its dictionary (xz of old and the extra bytes, less xz of old).
+    Meeting the target (102326 bytes) would need them in about 77 KB, 12%
+    less. Tried: a second match model in the extra-byte coder, over a hash
+    index of every 5-byte string of old (what xz's dictionary gives): 1.6%
+    off the extra bytes (patch 111763 to 110212), 0.6% on
+    esbuild-arm64-jump's; not worth a format version, an index of old
+    built by every apply and the random reads of old it needs.
+  - *swc-arm64-patch's patch, 1.002 of zucchini-xz's (target 0.8).* Of
+    the 10.8 MB library, its \`.swc_native\` section, 10.3 MB, is one zstd
+    frame (31.5 MB decompressed) that changes throughout between the two
+    releases: every tool's patch is 0.993 to 1.0 of bsdiff's, and upkit
+    stores such random-looking extra bytes as they are. The decompressed
+    contents differ by 2.67 MB (\`zstd -19 --patch-from\` on them), but a
+    device must rebuild the compressed bytes exactly, and neither \`zstd
+    -19\` nor \`zstd --ultra -22\` of the decompressed section reproduces
+    them: without the producer's exact encoder and settings, no patch can
+    carry the section decompressed.
+  - *Apply slower than bspatch.* On patch releases (best of 5, both
+    binaries warm, \`deltabench apply\` against \`bspatch\`):
+    esbuild-arm64-patch 0.08 s against 0.06 s, esbuild-arm-patch 0.08
+    against 0.06, esbuild-x64-patch 0.09 against 0.07; the table above
+    times each apply once, to 10 ms, so its ratios of these pairs move
+    between runs (esbuild-arm64-patch 1.02 in one run, 1.50 in another).
+    In process (\`UPKIT_APPLY_OLD=… UPKIT_APPLY_PATCH=… go test -bench
+    ApplyFiles ./delta\`, esbuild-arm64-patch: 53 ms), sha256 of old and
+    new take 11 ms (old is checked before anything is written, new before
+    it is kept: bspatch checks neither), the difference decoder 23 ms and
+    the reference prediction 9 ms. fw-pybricks-prime's apply takes 11 ms
+    in process but 40 to 60 ms as a process: the first
+    touch of the models' 9 MB of tables (3900 page faults, 30 to 40 ms of
+    system time). Smaller models for small images were tried: ModelBits 16
+    takes fw-pybricks-jump's apply from 0.29 to 0.22 s but its patch from
+    111763 to 112682 bytes (fw-pybricks-prime +1.6%); not the default,
+    since the patch comes first on the links these images travel (\`upkit
+    delta create --model-bits\` chooses it per patch). On the version
+    jumps and the rootfs tar the time is the coders' (above). The two
+    apply targets pull against each other there: the coder that makes the
+    jumps' patches 0.6 of bsdiff's costs about 1.3 µs per extra byte, while
+    the target that weighs time against the download it saves (the last
+    column but one) is met on every pair but swc (whose patch is no
+    smaller than HDiffPatch's), and on fw-pybricks-jump it is a few
+    hundredths of a second either side of the download saved, from run to
+    run.
 EOF
 } > "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"

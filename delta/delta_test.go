@@ -878,3 +878,50 @@ func TestInspectFile(t *testing.T) {
 		t.Errorf("junk: %v, want a rejection", err)
 	}
 }
+
+// BenchmarkApplyFiles applies the patch UPKIT_APPLY_PATCH to the image
+// UPKIT_APPLY_OLD (both from disk, read once): a profile of apply on a
+// real pair (go test -bench ApplyFiles -cpuprofile).
+func BenchmarkApplyFiles(b *testing.B) {
+	oldPath, patchPath := os.Getenv("UPKIT_APPLY_OLD"), os.Getenv("UPKIT_APPLY_PATCH")
+	if oldPath == "" || patchPath == "" {
+		b.Skip("set UPKIT_APPLY_OLD and UPKIT_APPLY_PATCH")
+	}
+	old, err := os.ReadFile(oldPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	patch, err := os.ReadFile(patchPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Apply(context.Background(), bytes.NewReader(old), int64(len(old)), bytes.NewReader(patch), io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCreateFiles creates the patch from UPKIT_CREATE_OLD to
+// UPKIT_CREATE_NEW (both read once): a profile of create on a real pair.
+func BenchmarkCreateFiles(b *testing.B) {
+	oldPath, newPath := os.Getenv("UPKIT_CREATE_OLD"), os.Getenv("UPKIT_CREATE_NEW")
+	if oldPath == "" || newPath == "" {
+		b.Skip("set UPKIT_CREATE_OLD and UPKIT_CREATE_NEW")
+	}
+	old, err := os.ReadFile(oldPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	new, err := os.ReadFile(newPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(new)))
+	for b.Loop() {
+		if _, err := Create(context.Background(), old, new, io.Discard, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
