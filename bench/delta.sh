@@ -253,7 +253,20 @@ CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   in the CLI the second thread cost 0.0 to 0.9 MiB more (bench/cli-rss.sh,
   RUNS=3, medians before and after, 11 pairs: biome-arm64-patch 15.7 to
   16.5, turbo-arm64-patch 15.6 to 16.2), so \`upkit delta apply\` decodes
-  in turn on one CPU unless GOMAXPROCS is set.
+  in turn on one CPU unless GOMAXPROCS is set. The CLI's peak moves from
+  run to run, started cold, with how much of its binary faults back in:
+  turbo-arm64-patch, the pair with the CLI's largest heap, peaked at 14.9
+  to 16.1 MiB over 24 cold runs at 0c96d27, two of them above 16 MiB
+  (16428 and 16508 KiB; /usr/bin/time, \`dd iflag=nocache\` on the binary
+  before each), and this table shows one run. Sampled at that peak
+  (/proc/PID/smaps), 10.7 MiB of the CLI's was its heap (the library's:
+  10.0 MiB; the rest of the difference is the CLI's own start-up data),
+  2.5 MiB its binary's text and rodata (1.1 MiB already back right after
+  the release), 1.4 MiB the runtime's other memory and 0.4 MiB libc and
+  the loader. Tried: releasing the pages twice, returning the heap's free
+  pages to the system before the models are allocated, and no garbage
+  collection during the apply: none moved the spread beyond its noise
+  (6 runs each).
 * **Create time** (CPU profile of esbuild-x64-jump's create): the matching
   (a binary search of old's suffix array at each position of new that
   starts no match, bsdiff's) took half of it, 6.1 of 12.5 s; it starts now
