@@ -879,22 +879,31 @@ func TestInspectFile(t *testing.T) {
 	}
 }
 
+// envFiles reads the files that the environment variables vars name,
+// and skips b unless every one is set: benchmarks on real pairs, which
+// the repository does not carry.
+func envFiles(b *testing.B, vars ...string) [][]byte {
+	var out [][]byte
+	for _, v := range vars {
+		path := os.Getenv(v)
+		if path == "" {
+			b.Skipf("set %s", strings.Join(vars, " and "))
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, data)
+	}
+	return out
+}
+
 // BenchmarkApplyFiles applies the patch UPKIT_APPLY_PATCH to the image
 // UPKIT_APPLY_OLD (both from disk, read once): a profile of apply on a
 // real pair (go test -bench ApplyFiles -cpuprofile).
 func BenchmarkApplyFiles(b *testing.B) {
-	oldPath, patchPath := os.Getenv("UPKIT_APPLY_OLD"), os.Getenv("UPKIT_APPLY_PATCH")
-	if oldPath == "" || patchPath == "" {
-		b.Skip("set UPKIT_APPLY_OLD and UPKIT_APPLY_PATCH")
-	}
-	old, err := os.ReadFile(oldPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	patch, err := os.ReadFile(patchPath)
-	if err != nil {
-		b.Fatal(err)
-	}
+	f := envFiles(b, "UPKIT_APPLY_OLD", "UPKIT_APPLY_PATCH")
+	old, patch := f[0], f[1]
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Apply(context.Background(), bytes.NewReader(old), int64(len(old)), bytes.NewReader(patch), io.Discard); err != nil {
@@ -906,18 +915,8 @@ func BenchmarkApplyFiles(b *testing.B) {
 // BenchmarkCreateFiles creates the patch from UPKIT_CREATE_OLD to
 // UPKIT_CREATE_NEW (both read once): a profile of create on a real pair.
 func BenchmarkCreateFiles(b *testing.B) {
-	oldPath, newPath := os.Getenv("UPKIT_CREATE_OLD"), os.Getenv("UPKIT_CREATE_NEW")
-	if oldPath == "" || newPath == "" {
-		b.Skip("set UPKIT_CREATE_OLD and UPKIT_CREATE_NEW")
-	}
-	old, err := os.ReadFile(oldPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	new, err := os.ReadFile(newPath)
-	if err != nil {
-		b.Fatal(err)
-	}
+	f := envFiles(b, "UPKIT_CREATE_OLD", "UPKIT_CREATE_NEW")
+	old, new := f[0], f[1]
 	b.SetBytes(int64(len(new)))
 	for b.Loop() {
 		if _, err := Create(context.Background(), old, new, io.Discard, nil); err != nil {
