@@ -155,6 +155,8 @@ type applier struct {
 	lit     litCoder     // versions 3 and 4: extra bytes' model, allocated at the first copy
 	dbuf    []byte       // a coded diff section read ahead (at most parDiffMax bytes)
 	drd     bytes.Reader // reads dbuf
+	prc     rangeCoder   // decodes dbuf on the second goroutine
+	done    chan error   // the second goroutine's result (allocated with dbuf)
 	cm      *ctrlModel   // version 3: control model
 }
 
@@ -407,6 +409,7 @@ func (a *applier) block(blockNo int) error {
 		// each smaller buffer to the garbage collector, resident until
 		// it runs. Only the pages written become resident.
 		a.dbuf = make([]byte, parDiffMax)
+		a.done = make(chan error, 1)
 	}
 	dbuf := a.dbuf[:n]
 	if got, err := io.ReadFull(a.br, dbuf); err != nil {
@@ -418,17 +421,15 @@ func (a *applier) block(blockNo int) error {
 		return inTurn(&thenReader{&a.drd, a.br}, n)
 	}
 	a.drd.Reset(dbuf)
-	var rc rangeCoder
-	// rc reads exactly its limit from memory: its only error is an
+	// a.prc reads exactly its limit from memory: its only error is an
 	// overrun, so addRuns' errors do not look at the stream the main
 	// goroutine reads (bodyErr).
-	rc.initDecoder(&a.drd, int64(n), a.pad())
-	done := make(chan error, 1)
-	go func() { done <- a.addRuns(blockNo, &rc, startPos) }()
+	a.prc.initDecoder(&a.drd, int64(n), a.pad())
+	go func() { a.done <- a.addRuns(blockNo, &a.prc, startPos) }()
 	cerr := a.copyRuns(blockNo, startPos)
 	// The add runs come first in the patch: their error is the one to
 	// report, as when they are decoded first.
-	if err := <-done; err != nil {
+	if err := <-a.done; err != nil {
 		return err
 	}
 	return cerr
